@@ -1,0 +1,39 @@
+"""PEFT Lab Kit: the shared helpers behind every lab notebook.
+
+Importing ``labkit`` is cheap: heavy modules (torch, transformers, peft) load on first use.
+
+>>> import labkit as lk
+>>> lk.setup(seed=0)  # doctest: +SKIP
+>>> model, tokenizer = lk.load_model("smollm2-135m")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .core import LabkitError, cache_dir, fast_mode, offline, pick, resolve_device, setup
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; loaded lazily on first attribute access.
+_LAZY = {
+    "load_model": "models",
+    "MODEL_PRESETS": "models",
+    "train": "train",
+    "get_method": "methods",
+    "apply_method": "methods",
+    "list_methods": "methods",
+}
+_SUBMODULES = ("models", "data", "metrics", "meters", "plots", "methods", "train", "widgets", "grading",
+               "exercises", "notebooks")
+
+__all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup",
+           *_LAZY, *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'labkit' has no attribute {name!r}")

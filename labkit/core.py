@@ -1,0 +1,139 @@
+"""Session set-up shared by every lab: seeds, device, fast mode, offline mode, cache folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class LabkitError(Exception):
+    """A mistake the learner can fix; the message says how."""
+
+
+def fast_mode() -> bool:
+    """True when labs should shrink steps and eval sizes (``LABKIT_FAST=1`` or ``CI`` set)."""
+    flag = os.environ.get("LABKIT_FAST")
+    if flag is not None:
+        return flag.strip().lower() not in ("", "0", "false", "no")
+    return bool(os.environ.get("CI"))
+
+
+def pick(fast, full):
+    """Return ``fast`` in fast mode and ``full`` otherwise, e.g. ``num_steps = lk.pick(10, 200)``."""
+    return fast if fast_mode() else full
+
+
+def offline() -> bool:
+    """True when the Hugging Face Hub must not be contacted (``HF_HUB_OFFLINE`` set)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules or importlib.util.find_spec("google.colab") is not None
+
+
+def cache_dir() -> Path:
+    """Folder for converted models and other generated files (``LABKIT_CACHE`` overrides it)."""
+    root = os.environ.get("LABKIT_CACHE")
+    if root:
+        return Path(root).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "labkit"
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Map ``"auto"`` to cuda, then mps, then cpu; check an explicit choice is usable here."""
+    import torch
+
+    known = ("auto", "cpu", "cuda", "mps")
+    name = str(device)
+    if name.split(":")[0] not in known:
+        raise LabkitError(f"Unknown device {device!r}: use one of {', '.join(known)} (or 'cuda:N').")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise LabkitError(f"device={device!r} was asked for but no CUDA GPU is visible: use device='cpu' or 'auto'.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LabkitError("device='mps' was asked for but Apple's MPS is not available: use device='cpu' or 'auto'.")
+    return name
+
+
+def resolve_dtype(dtype="auto", device: str = "cpu"):
+    """Map ``"auto"`` to bf16 on GPUs that support it, fp16 on older GPUs (T4), fp32 elsewhere."""
+    import torch
+
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in names:
+        raise LabkitError(f"Unknown dtype {dtype!r}: use 'auto', 'fp32', 'bf16' or 'fp16'.")
+    return names[dtype]
+
+
+@dataclass(frozen=True)
+class Session:
+    """What ``setup`` found: printed once at the top of every lab."""
+
+    seed: int  # the seed given to python, numpy and torch
+    device: str  # "cuda", "mps" or "cpu"
+    fast: bool  # fast mode shrinks steps and eval sizes (CI)
+    offline: bool  # no hub downloads
+    colab: bool  # running inside Google Colab
+    torch: str  # torch version
+    transformers: str  # transformers version
+    peft: str  # peft version
+
+    def __str__(self) -> str:
+        mode = "fast mode" if self.fast else "full mode"
+        net = "offline" if self.offline else "online"
+        where = "Colab, " if self.colab else ""
+        return (f"labkit ready: device={self.device}, {where}{net}, {mode}, seed={self.seed} "
+                f"(torch {self.torch}, transformers {self.transformers}, peft {self.peft})")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed python, numpy and torch, and make CPU kernels deterministic."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def setup(seed: int = 0, *, quiet: bool = False) -> Session:
+    """Seed everything, detect device/Colab/offline/fast mode and print one line about it.
+
+    >>> session = setup(seed=0)  # doctest: +SKIP
+    labkit ready: device=cpu, offline, fast mode, seed=0 (...)
+    """
+    import peft
+    import torch
+    import transformers
+
+    from . import plots
+
+    seed_everything(seed)
+    session = Session(seed=seed, device=resolve_device("auto"), fast=fast_mode(), offline=offline(),
+                      colab=in_colab(), torch=torch.__version__, transformers=transformers.__version__,
+                      peft=peft.__version__)
+    plots.use_best_renderer(colab=session.colab)
+    if not quiet:
+        print(session)
+    return session
