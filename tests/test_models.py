@@ -1,0 +1,78 @@
+import time
+
+import pytest
+import torch
+
+from labkit import LabkitError
+from labkit.core import resolve_device, resolve_dtype
+from labkit.models import MODEL_PRESETS, chat, load_model
+
+
+def test_smollm2_answers_offline_and_reloads_fast():
+    load_model("smollm2-135m")  # warms the cache if a previous test did not
+    start = time.perf_counter()
+    model, tokenizer = load_model("smollm2-135m")
+    assert time.perf_counter() - start < 3.0
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert "Paris" in chat(model, tokenizer, "What is the capital of France?")
+
+
+@pytest.mark.parametrize("name, cls", [("tiny-llama", "LlamaForCausalLM"), ("tiny-mistral", "MistralForCausalLM")])
+def test_tiny_presets_are_seeded_and_share_the_tokenizer(name, cls):
+    torch.manual_seed(99)
+    a, tokenizer = load_model(name)
+    torch.manual_seed(7)
+    b, _ = load_model(name)
+    assert type(a).__name__ == cls
+    assert a.config.vocab_size == len(tokenizer) == 49152
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert sum(p.numel() for p in a.parameters()) == 3_219_776
+
+
+def test_nf4_loads_smollm2_in_a_third_of_the_memory():
+    from labkit.models import bitsandbytes_works
+
+    if not bitsandbytes_works():
+        pytest.skip("bitsandbytes cannot quantize on this machine")
+    model, _ = load_model("smollm2-135m", quantization="nf4")
+    assert getattr(model, "is_loaded_in_4bit", False)
+    assert model.get_memory_footprint() < 200e6  # 538 MB in fp32
+
+
+def test_unknown_preset_names_the_presets():
+    with pytest.raises(LabkitError, match="smollm2-135m"):
+        load_model("smollm-135")
+
+
+def test_hub_id_offline_names_the_offline_presets(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(LabkitError, match="offline.*tiny-llama"):
+        load_model("meta-llama/Llama-3.2-1B")
+
+
+def test_nf4_without_bitsandbytes_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("LABKIT_DISABLE_BNB", "1")
+    with pytest.raises(LabkitError, match="pip install bitsandbytes"):
+        load_model("tiny-llama", quantization="nf4")
+
+
+def test_unknown_quantization_and_device_and_dtype():
+    with pytest.raises(LabkitError, match="nf4"):
+        load_model("tiny-llama", quantization="int4")
+    with pytest.raises(LabkitError, match="cpu"):
+        load_model("tiny-llama", device="tpu")
+    with pytest.raises(LabkitError, match="fp32"):
+        resolve_dtype("fp8")
+
+
+def test_auto_device_and_dtype_on_this_machine():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto") in (expected, "mps")
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("bf16", "cpu") == torch.bfloat16
+
+
+def test_presets_describe_themselves():
+    assert set(MODEL_PRESETS) == {"smollm2-135m", "tiny-llama", "tiny-mistral"}
+    assert all(p.about for p in MODEL_PRESETS.values())
