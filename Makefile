@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 # base Python can already import (conda, Colab) is reused instead of downloading another one.
 TORCH  ?= torch==2.13.0
 PORT   ?= 8888
+# Browser tests drive Debian's Chromium (/usr/bin/chromium) through Playwright; the version comes from constraints.txt.
+PLAYWRIGHT ?= playwright
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -43,6 +45,10 @@ test-unit: setup
 
 test-labs: setup
 	LABKIT_FAST=1 $(BIN)/python -m pytest labs --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+
+test-browser: setup  ## the labs in a real JupyterLab in headless Chromium (needs: apt-get install chromium chromium-driver)
+	$(BIN)/python -m pip install --quiet -c constraints.txt "$(PLAYWRIGHT)"
+	LABKIT_BROWSER=1 LABKIT_FAST=1 $(BIN)/python -m pytest tests/browser -m browser -p no:cacheprovider
 
 build-labs: $(STAMP)  ## rebuild learner notebooks from labs/solutions/
 	$(BIN)/python -m labkit build
