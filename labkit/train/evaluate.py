@@ -1,0 +1,122 @@
+"""Evaluation helpers: loss/perplexity or accuracy on a data set, and exact match of generated answers."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+from ..core import fast_mode
+
+
+def run_eval(model, examples: list[dict], batch_size: int, pad_id: int, objective: str,
+             autocast=contextlib.nullcontext) -> dict:
+    """Mean loss over tokenized examples (weighted by predicted tokens); accuracy too for classification."""
+    import torch
+
+    from ..batches import IGNORE, in_order
+
+    device = next(model.parameters()).device
+    total_loss = total_weight = correct = 0.0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for batch in in_order(examples, batch_size, pad_id):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with autocast():
+                out = model(**batch)
+            if objective == "classification":
+                weight = batch["labels"].numel()
+                correct += (out.logits.argmax(-1) == batch["labels"]).sum().item()
+            else:
+                weight = (batch["labels"][:, 1:] != IGNORE).sum().item()  # tokens whose next token is predicted
+            total_loss += out.loss.float().item() * weight
+            total_weight += weight
+    model.train(was_training)
+    loss = total_loss / max(total_weight, 1)
+    if objective == "classification":
+        return {"eval_loss": loss, "eval_accuracy": correct / max(total_weight, 1)}
+    return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0))}
+
+
+def evaluate_loss(model, tokenizer, data, *, objective: str = "auto", batch_size: int = 8, seq_len: int = 128,
+                  limit: int | None = None) -> dict:
+    """Loss and perplexity (or accuracy, for classification) of ``model`` on ``data``, without training.
+
+    >>> evaluate_loss(model, tokenizer, lk.data.load_corpus()["validation"])  # doctest: +SKIP
+    {'eval_loss': 2.91, 'eval_perplexity': 18.4}
+    """
+    from ..batches import as_dataset, infer_objective, tokenize
+
+    data = as_dataset(data)
+    limit = limit if limit is not None else (32 if fast_mode() else None)
+    if limit is not None:
+        data = data.select(range(min(limit, len(data))))
+    objective = infer_objective(data, model) if objective == "auto" else objective
+    examples = tokenize(data, tokenizer, objective, seq_len=seq_len, label2id=getattr(model, "label2id", None))
+    pad_id = getattr(tokenizer, "pad_token_id", None) or 0
+    return run_eval(model, examples, batch_size, pad_id, objective)
+
+
+@dataclass
+class ExactMatch:
+    """Exact-match score of generated answers and the table behind it."""
+
+    score: float  # fraction of answers that match after normalising (lower case, no punctuation or articles)
+    table: object  # pandas DataFrame: question, answer, prediction, correct, contains
+
+    def __repr__(self) -> str:
+        return f"ExactMatch(score={self.score:.3f} on {len(self.table)} questions)"
+
+
+def generate_answers(model, tokenizer, questions: list[str], *, max_new_tokens: int = 32,
+                     batch_size: int = 16) -> list[str]:
+    """Greedy answers to chat-formatted questions, in batches with left padding."""
+    import torch
+
+    from ..batches import prompt_text
+
+    device = next(model.parameters()).device
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # generation continues from the right end of every row
+    answers = []
+    try:
+        for i in range(0, len(questions), batch_size):
+            prompts = [prompt_text(tokenizer, q) for q in questions[i:i + batch_size]]
+            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with torch.no_grad():
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+            answers += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return [a.strip() for a in answers]
+
+
+def evaluate_exact_match(model, tokenizer, dataset, *, max_new_tokens: int = 32, limit: int | None = None,
+                         batch_size: int = 16) -> ExactMatch:
+    """Generate an answer to every question greedily and score exact match against answer (and aliases).
+
+    >>> em = evaluate_exact_match(model, tokenizer, lk.data.load_probe()["test"], limit=50)  # doctest: +SKIP
+    >>> em.score, em.table.head()  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    from ..batches import as_dataset, normalize_answer
+
+    data = as_dataset(dataset)
+    limit = limit if limit is not None else (32 if fast_mode() else None)
+    if limit is not None:
+        data = data.select(range(min(limit, len(data))))
+    question = "instruction" if "instruction" in data.column_names else "question"
+    questions = list(data[question])
+    predictions = generate_answers(model, tokenizer, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    rows = []
+    for row, pred in zip(data, predictions):
+        golds = [row["answer"], *(row.get("aliases") or [])]
+        norm_golds = {normalize_answer(str(g)) for g in golds}
+        norm_pred = normalize_answer(pred)
+        rows.append({"question": row[question], "answer": row["answer"], "prediction": pred,
+                     "correct": norm_pred in norm_golds, "contains": any(g and g in norm_pred for g in norm_golds)})
+    table = pd.DataFrame(rows)
+    return ExactMatch(score=float(table["correct"].mean()), table=table)

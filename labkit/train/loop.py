@@ -1,0 +1,227 @@
+"""The training loop behind every lab: one function, a history table back."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from ..core import LabkitError, fast_mode, seed_everything
+from .evaluate import run_eval
+from .live import LiveLoss, in_notebook, make_progress
+
+OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+
+
+@dataclass
+class TrainResult:
+    """What one training run measured."""
+
+    history: object  # pandas DataFrame, one row per step: step, loss, tokens, lr, time_s, eval_* columns
+    peak_mem_gib: float  # measured peak memory during the run (meters.measure_peak_memory)
+    tokens_per_s: float  # input tokens processed per second of training (evaluation time excluded)
+    time_s: float  # training wall time (evaluation excluded)
+    time_per_step_s: float  # time_s / num_steps
+    num_steps: int  # optimizer steps taken
+    label: str = "run"  # name used in plots and tables
+    settings: dict = field(default_factory=dict)  # the arguments that shaped the run
+
+    @property
+    def final_loss(self) -> float:
+        """Training loss of the last step."""
+        return float(self.history["loss"].iloc[-1])
+
+    @property
+    def eval_loss(self) -> float:
+        """Last evaluation loss (NaN if there was no evaluation)."""
+        col = self.history.get("eval_loss")
+        return float(col.dropna().iloc[-1]) if col is not None and col.notna().any() else math.nan
+
+    def plot(self):
+        """The loss curve as a plotly figure."""
+        from .. import plots
+
+        return plots.loss_curves({self.label: self.history})
+
+    def __repr__(self) -> str:
+        return (f"TrainResult({self.label!r}: {self.num_steps} steps, loss {self.history['loss'].iloc[0]:.3f} -> "
+                f"{self.final_loss:.3f}, {self.tokens_per_s:.0f} tokens/s, peak {self.peak_mem_gib:.2f} GiB)")
+
+
+def _optimizer(params, name: str, lr: float, weight_decay: float):
+    import torch
+
+    if name not in OPTIMIZERS:
+        raise LabkitError(f"Unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}.")
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    from ..models import bitsandbytes_works
+
+    if not bitsandbytes_works():
+        raise LabkitError(f"optimizer={name!r} needs bitsandbytes, which cannot run here: use optimizer='adamw'.")
+    import bitsandbytes as bnb
+
+    if name == "paged_adamw8bit" and not torch.cuda.is_available():
+        print("labkit: paged optimizers need a CUDA GPU; using the unpaged 8-bit AdamW instead.")
+        name = "adamw8bit"
+    cls = bnb.optim.PagedAdamW8bit if name == "paged_adamw8bit" else bnb.optim.AdamW8bit
+    return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+def _autocast(mixed_precision: str, device):
+    import contextlib
+
+    import torch
+
+    if mixed_precision not in PRECISIONS:
+        raise LabkitError(f"Unknown mixed_precision {mixed_precision!r}: use one of {', '.join(PRECISIONS)}.")
+    if mixed_precision == "auto":
+        if device.type != "cuda":
+            return contextlib.nullcontext, None
+        mixed_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if mixed_precision == "no":
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def _check_args(num_steps, batch_size, seq_len, lr, grad_accum, eval_every):
+    for name, value in (("num_steps", num_steps), ("batch_size", batch_size), ("seq_len", seq_len),
+                        ("grad_accum", grad_accum)):
+        if not isinstance(value, int) or value <= 0:
+            raise LabkitError(f"{name} must be a positive whole number, got {value!r}.")
+    if not lr > 0:
+        raise LabkitError(f"lr must be positive (LoRA often uses 2e-4, full fine-tuning 2e-5), got {lr!r}.")
+    if eval_every is not None and (not isinstance(eval_every, int) or eval_every <= 0):
+        raise LabkitError(f"eval_every must be a positive number of steps or None, got {eval_every!r}.")
+
+
+def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 20, batch_size: int = 4,
+          seq_len: int = 128, lr: float = 2e-4, grad_accum: int = 1, eval_data=None, eval_every: int | None = None,
+          eval_limit: int | None = None, grad_checkpointing: bool = False, optimizer: str = "adamw",
+          weight_decay: float = 0.0, warmup_steps: int = 0, schedule: str = "constant",
+          max_grad_norm: float | None = 1.0, mixed_precision: str = "auto", seed: int = 0, live_plot: bool = True,
+          progress: bool = True, label: str = "run") -> TrainResult:
+    """Train the trainable parameters of ``model`` on ``data``; return the history and what was measured.
+
+    ``objective`` is "causal_lm" (text), "sft" (instruction/answer, loss on the answer only), "classification"
+    (text/label, needs a classifier head) or "auto" (guessed from the columns).
+
+    >>> result = train(model, tokenizer, lk.data.load_instructions()["train"], num_steps=20)  # doctest: +SKIP
+    >>> result.history.tail()  # doctest: +SKIP
+    """
+    import pandas as pd
+    import torch
+    from transformers import get_scheduler
+
+    from ..batches import Batcher, as_dataset, infer_objective, tokenize
+    from ..meters import measure_peak_memory
+    from ..methods.linear_probe import is_classifier
+
+    _check_args(num_steps, batch_size, seq_len, lr, grad_accum, eval_every)
+    data = as_dataset(data)
+    objective = infer_objective(data, model) if objective == "auto" else objective
+    if objective == "classification" and not is_classifier(model):
+        raise LabkitError("The classification objective needs a model with a classifier head: "
+                          "lk.apply_method(model, 'linear_probe', labels=...) or methods.linear_probe."
+                          "add_classifier_head(model, labels).")
+    label2id = getattr(model, "label2id", None)
+    examples = tokenize(data, tokenizer, objective, seq_len=seq_len, label2id=label2id)
+    eval_examples = None
+    if eval_data is not None:
+        limit = eval_limit if eval_limit is not None else (32 if fast_mode() else 256)
+        eval_set = as_dataset(eval_data)
+        eval_set = eval_set.select(range(min(limit, len(eval_set))))
+        eval_examples = tokenize(eval_set, tokenizer, objective, seq_len=seq_len, label2id=label2id)
+
+    seed_everything(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise LabkitError("Nothing to train: every parameter is frozen. Apply a method first, e.g. "
+                          "model = lk.apply_method(model, 'lora').")
+    device = params[0].device
+    opt = _optimizer(params, optimizer, lr, weight_decay)
+    if schedule == "constant" and warmup_steps:
+        schedule = "constant_with_warmup"
+    scheduler = get_scheduler(schedule, opt, num_warmup_steps=warmup_steps, num_training_steps=num_steps)
+    autocast, scaler = _autocast(mixed_precision, device)
+    pad_id = getattr(tokenizer, "pad_token_id", None) or 0
+    batches = iter(Batcher(examples, batch_size, pad_id, seed=seed))
+    if grad_checkpointing:
+        if not hasattr(model, "gradient_checkpointing_enable"):
+            raise LabkitError("This model does not support gradient checkpointing: train with "
+                              "grad_checkpointing=False.")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    bar = make_progress(num_steps, progress, label)
+    live = LiveLoss(label) if live_plot and in_notebook() else None
+    refresh = max(1, num_steps // 50)
+    losses, rows, evals = [], [], {}
+    tokens = eval_time_s = 0.0
+    model.train()
+    with measure_peak_memory() as peak:
+        start = time.perf_counter()
+        for step in range(1, num_steps + 1):
+            step_loss = 0.0
+            for _ in range(grad_accum):
+                batch = next(batches)
+                tokens += int(batch["attention_mask"].sum())
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                with autocast():
+                    loss = model(**batch).loss / grad_accum
+                (scaler.scale(loss) if scaler else loss).backward()
+                step_loss = step_loss + loss.detach()
+            if scaler:
+                scaler.unscale_(opt)
+            if max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            if scaler:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            rows.append((step, tokens, scheduler.get_last_lr()[0], time.perf_counter() - start - eval_time_s))
+            scheduler.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(step_loss)
+            if eval_examples is not None and (step == num_steps or eval_every and step % eval_every == 0):
+                t0 = time.perf_counter()
+                evals[step] = run_eval(model, eval_examples, batch_size, pad_id, objective, autocast)
+                model.train()
+                eval_time_s += time.perf_counter() - t0
+            if (bar is not None or live is not None) and (step % refresh == 0 or step == num_steps):
+                values = torch.stack(losses[-refresh:]).tolist()  # one sync per refresh, not per step
+                if bar is not None:
+                    bar.update(refresh if step % refresh == 0 else step % refresh)
+                    bar.set_postfix(loss=f"{values[-1]:.3f}", refresh=False)
+                if live is not None:
+                    live.update(_history(rows, losses, evals))
+        time_s = time.perf_counter() - start - eval_time_s
+    if bar is not None:
+        bar.close()
+    if grad_checkpointing:
+        model.gradient_checkpointing_disable()
+    model.eval()
+    history = _history(rows, losses, evals)
+    if not math.isfinite(history["loss"].iloc[-1]):
+        print("labkit: the loss became NaN/inf; lower lr (e.g. by 10x) or use mixed_precision='no'.")
+    settings = {"objective": objective, "num_steps": num_steps, "batch_size": batch_size, "seq_len": seq_len,
+                "lr": lr, "grad_accum": grad_accum, "optimizer": optimizer, "grad_checkpointing": grad_checkpointing,
+                "seed": seed}
+    return TrainResult(history=pd.DataFrame(history), peak_mem_gib=peak.peak_gib, tokens_per_s=tokens / time_s,
+                       time_s=time_s, time_per_step_s=time_s / num_steps, num_steps=num_steps, label=label,
+                       settings=settings)
+
+
+def _history(rows, losses, evals):
+    import pandas as pd
+    import torch
+
+    frame = pd.DataFrame(rows[:len(losses)], columns=["step", "tokens", "lr", "time_s"])
+    frame.insert(1, "loss", torch.stack(losses).float().tolist() if losses else [])
+    for step, metrics in evals.items():
+        for key, value in metrics.items():
+            frame.loc[frame["step"] == step, key] = value
+    return frame
