@@ -78,17 +78,24 @@ def applied_method(model) -> tuple[str, dict] | None:
     return getattr(model, "labkit_method", None)
 
 
-def apply_method(model, name: str, **cfg_kwargs):
+def apply_method(model, name: str, *, seed: int | None = 0, **cfg_kwargs):
     """Apply a registered method; only the parameters the method promises stay trainable.
+
+    New weights (e.g. LoRA's A) are drawn with ``seed`` so that runs repeat; ``seed=None`` uses the global RNG.
 
     >>> model = apply_method(model, "lora", rank=8, alpha=16)  # doctest: +SKIP
     """
+    import torch
+
     method = get_method(name)
     cfg = method.make_config(**cfg_kwargs)
     if applied_method(model) is not None or hasattr(model, "peft_config"):
         raise LabkitError("This model already has a fine-tuning method applied: load a fresh model with "
                           "lk.load_model(...) before applying another one.")
-    model = method.apply(model, cfg)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = method.apply(model, cfg)
     model.labkit_method = (name, dataclasses.asdict(cfg))
     return model
 
