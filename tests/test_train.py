@@ -10,8 +10,8 @@ import torch
 import labkit as lk
 from labkit import LabkitError, apply_method
 from labkit.models import bitsandbytes_works, load_model
-from labkit.train import evaluate_exact_match, evaluate_loss, train
 from labkit.train import evaluate as evaluate_module
+from labkit.train import evaluate_exact_match, evaluate_loss, train
 
 QUIET = {"progress": False, "live_plot": False}
 
