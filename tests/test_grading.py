@@ -181,6 +181,8 @@ def test_expect_value_and_function():
     assert square(lambda x: x**2) is None
     assert "doubled" in square(lambda x: 2 * x)
     assert square(abs) == "abs(3) returned 3, which is not right yet."
+    q = Exercise("q1", lab="lab99", title="t", checker=check)
+    assert "single number" in q.evaluate(torch.ones(2)).message and "single number" in q.evaluate([0.25]).message
     with pytest.raises(grading.NotAttempted):
         square(lambda x: ...)
 
@@ -299,6 +301,14 @@ def test_grader_timeout_is_reported(fake_lab):
                           "import time\ntime.sleep(60)")
     report = grade_notebook(path, timeout=2, exercises="fake_lab98")
     assert report.error == "cell 3 did not finish within 2 s (--timeout)" and report.total == 1
+
+
+def test_grader_reads_the_lab_from_notebook_metadata(tmp_path):
+    from labkit.grading.grader import _notebook_lab
+
+    stamped = nbformat.v4.new_notebook(metadata={"labkit": {"lab": "lab00"}})  # the builder stamps this
+    assert _notebook_lab(tmp_path / "my homework.ipynb", stamped) == "lab00"
+    assert _notebook_lab(tmp_path / "01_lora.ipynb", nbformat.v4.new_notebook()) == "lab01"
 
 
 def test_grader_bad_input(tmp_path, capsys):

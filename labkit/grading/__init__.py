@@ -4,7 +4,8 @@ A lab's exercises live in ``labkit/exercises/labNN.py`` (see ``labkit.exercises`
 A check prints one friendly line and never raises for a wrong answer:
 
 >>> from labkit.grading import Exercise, expect_value
->>> q1 = Exercise("q1", lab="lab99", title="The answer", checker=expect_value(42, mistakes=[(24, "Digits swapped?")]))
+>>> q1 = Exercise("q1", lab="lab99", title="The answer", hints=("Six times seven.",),
+...               checker=expect_value(42, mistakes=[(24, "Digits swapped?")]))
 >>> q1.check(...)
 ✏️ q1: not attempted yet: replace the `...` placeholder with your answer and run the cell again.
 >>> q1.check(24)
@@ -70,7 +71,7 @@ class Exercise:
     solution_code: str = ""  # the model solution, shown by solution()
     points: float = 1  # points for a correct answer
     context: tuple[str, ...] = ()  # names of what check() needs after the answer, e.g. ("model",)
-    _hints_shown: int = field(default=0, repr=False)
+    _hints_shown: int = field(default=0, init=False, repr=False)  # how far hint() has got
 
     def __post_init__(self):
         if not re.fullmatch(r"q\d+[a-z]?", self.name):
@@ -157,7 +158,7 @@ def _number(value: Any, what: str = "your answer") -> float:
         raise LabkitError(f"{what} should be a number, not a value of type {type(value).__name__}.")
     try:
         return float(value)  # ints, floats, numpy and 0-d torch numbers
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RuntimeError):  # torch says RuntimeError for a tensor of several numbers
         raise LabkitError(f"{what} should be a single number, not a value of type {type(value).__name__}.") from None
 
 
