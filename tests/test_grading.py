@@ -296,10 +296,12 @@ def test_grade_command_on_a_folder(fake_lab, capsys):
     assert rows[1]["lab98.q2"] == "2" and rows[2]["lab98.q1"] == "0"
 
 
-def test_grader_timeout_is_reported(fake_lab):
-    path = write_notebook(fake_lab / "98_slow.ipynb", "from fake_lab98 import q1", "q1.check(42)",
+def test_grader_timeout_is_reported_and_fast_mode_is_passed_on(fake_lab, monkeypatch):
+    monkeypatch.setenv("LABKIT_FAST", "0")
+    path = write_notebook(fake_lab / "98_slow.ipynb", "from fake_lab98 import q1",
+                          "import os\nq1.check(42 if os.environ['LABKIT_FAST'] == '1' else 0)",
                           "import time\ntime.sleep(60)")
-    report = grade_notebook(path, timeout=2, exercises="fake_lab98")
+    report = grade_notebook(path, timeout=2, exercises="fake_lab98", fast=True)
     assert report.error == "cell 3 did not finish within 2 s (--timeout)" and report.total == 1
 
 

@@ -76,7 +76,7 @@ def _notebook_lab(path: Path, nb) -> str:
     return lab_id(stamped) if stamped else lab_id(path)
 
 
-def _run(nb, folder: Path, log: Path, timeout: float) -> str | None:
+def _run(nb, folder: Path, log: Path, timeout: float, env: dict) -> str | None:
     """Execute ``nb`` in place (a copy in memory); return an error description or None.
 
     The kernel process's own stderr (start-up warnings, not cell output) goes to a file next to the log.
@@ -94,7 +94,7 @@ def _run(nb, folder: Path, log: Path, timeout: float) -> str | None:
     where = lambda: f"cell {current['index'] + 1}"
     try:
         with open(log.with_suffix(".stderr"), "w") as stderr:
-            client.execute(env={**os.environ, GRADE_LOG_ENV: str(log)}, stderr=stderr)
+            client.execute(env={**os.environ, **env, GRADE_LOG_ENV: str(log)}, stderr=stderr)
     except CellExecutionError as err:
         return f"{where()} raised {err.ename}: {err.evalue}"
     except CellTimeoutError:
@@ -104,8 +104,11 @@ def _run(nb, folder: Path, log: Path, timeout: float) -> str | None:
     return None
 
 
-def grade_notebook(path, *, timeout: float = 600, lab: str | None = None, exercises: str | None = None) -> GradeReport:
+def grade_notebook(path, *, timeout: float = 600, lab: str | None = None, exercises: str | None = None,
+                   fast: bool = False) -> GradeReport:
     """Run a copy of one notebook headless and score its checks; the file itself is never written.
+
+    ``fast=True`` runs it in fast mode (``LABKIT_FAST=1``: fewer training steps, smaller evaluations).
 
     >>> print(grade_notebook("labs/solutions/00_setup.ipynb"))  # doctest: +SKIP
     labs/solutions/00_setup.ipynb (lab00)
@@ -133,7 +136,7 @@ def grade_notebook(path, *, timeout: float = 600, lab: str | None = None, exerci
     with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
         log = Path(tmp) / "checks.jsonl"
         log.touch()
-        error = _run(nb, path.resolve().parent, log, timeout)
+        error = _run(nb, path.resolve().parent, log, timeout, {"LABKIT_FAST": "1"} if fast else {})
         entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
     last = {e["exercise"]: e for e in entries if e.get("lab") == lab}
     scores = []
@@ -180,6 +183,7 @@ def grade_main(argv: list[str]) -> int:
     parser.add_argument("--json", metavar="OUT", help="write every report to this JSON file")
     parser.add_argument("--csv", metavar="OUT", help="write one row per notebook to this CSV file")
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per cell (default 600)")
+    parser.add_argument("--fast", action="store_true", help="run in fast mode (LABKIT_FAST=1): fewer training steps")
     parser.add_argument("--lab", help="lab number when file names do not say it, e.g. 01")
     parser.add_argument("--exercises", metavar="MODULE", help="exercises module (default labkit.exercises.labNN)")
     args = parser.parse_args(argv)
@@ -193,7 +197,7 @@ def grade_main(argv: list[str]) -> int:
     reports = []
     for path in notebooks:
         try:
-            report = grade_notebook(path, timeout=args.timeout, lab=args.lab, exercises=args.exercises)
+            report = grade_notebook(path, timeout=args.timeout, lab=args.lab, exercises=args.exercises, fast=args.fast)
         except LabkitError as err:  # one bad submission must not stop the rest
             report = GradeReport(str(path), "?", error=str(err))
         reports.append(report)
