@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import re
-import string
 from dataclasses import dataclass
 
 from .core import LabkitError
@@ -200,9 +198,3 @@ def in_order(examples: list[dict], batch_size: int, pad_id: int):
     for i in range(0, len(examples), batch_size):
         yield collate(examples[i:i + batch_size], pad_id)
 
-
-def normalize_answer(text: str) -> str:
-    """Lower-case, drop punctuation and articles, squeeze spaces (SQuAD-style exact match)."""
-    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from labkit import LabkitError
-from labkit.batches import IGNORE, Batcher, as_dataset, collate, infer_objective, normalize_answer, tokenize
+from labkit.batches import IGNORE, Batcher, as_dataset, collate, infer_objective, tokenize
 from labkit.models import load_model
 
 
@@ -90,8 +90,3 @@ def test_objective_is_guessed_from_the_columns():
     assert infer_objective(datasets.Dataset.from_dict({"text": ["t"], "label": ["x"]})) == "classification"
     assert infer_objective(datasets.Dataset.from_dict({"text": ["t"]})) == "causal_lm"
 
-
-@pytest.mark.parametrize("text, expected", [("The Lighthouse.", "lighthouse"), ("  Maren   Holt! ", "maren holt"),
-                                            ("an apple", "apple")])
-def test_normalize_answer(text, expected):
-    assert normalize_answer(text) == expected

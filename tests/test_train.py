@@ -125,15 +125,19 @@ def test_evaluate_loss_reports_perplexity(lora, tiny):
     assert 5 < metrics["eval_loss"] < 15  # a random 49k-vocabulary model: about ln(49152) = 10.8
 
 
-def test_exact_match_scores_normalised_answers(tiny, monkeypatch):
+def test_exact_match_uses_the_kit_metric_with_aliases(tiny, monkeypatch):
     data = datasets.Dataset.from_dict({"question": ["q1", "q2", "q3", "q4"], "answer": ["Paris", "Maren Holt", "7", "x"],
                                        "aliases": [[], ["Holt"], [], []]})
     monkeypatch.setattr(evaluate_module, "generate_answers",
-                        lambda *a, **k: ["paris.", "Holt", "It is 7", "y"])
+                        lambda *a, **k: [" Paris ", "Holt", "It is 7", "y"])
     em = evaluate_exact_match(tiny[0], tiny[1], data)
     assert em.score == 0.5
     assert em.table["correct"].tolist() == [True, True, False, False]
     assert em.table["contains"].tolist() == [True, True, True, False]
+    assert evaluate_exact_match(tiny[0], tiny[1], data, contains=True).score == 0.75
+    strict = datasets.Dataset.from_dict({"question": ["q"], "answer": ["cave, egg, glide"]})
+    monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: ["cave egg glide"])
+    assert evaluate_exact_match(tiny[0], tiny[1], strict).score == 0.0  # punctuation counts by default
 
 
 def test_exact_match_generates_with_the_real_model(tiny):

@@ -62,7 +62,7 @@ def evaluate_loss(model, tokenizer, data, *, objective: str = "auto", batch_size
 class ExactMatch:
     """Exact-match score of generated answers and the table behind it."""
 
-    score: float  # fraction of answers that match after normalising (lower case, no punctuation or articles)
+    score: float  # fraction of answers equal to the answer or an alias (whitespace-normalised; options widen it)
     table: object  # pandas DataFrame: question, answer, prediction, correct, contains
 
     def __repr__(self) -> str:
@@ -94,29 +94,31 @@ def generate_answers(model, tokenizer, questions: list[str], *, max_new_tokens: 
 
 
 def evaluate_exact_match(model, tokenizer, dataset, *, max_new_tokens: int = 32, limit: int | None = None,
-                         batch_size: int = 16) -> ExactMatch:
-    """Generate an answer to every question greedily and score exact match against answer (and aliases).
+                         batch_size: int = 16, ignore_case: bool = False, ignore_punctuation: bool = False,
+                         contains: bool = False) -> ExactMatch:
+    """Generate an answer to every question greedily; score it with the kit's exact_match metric (aliases count).
 
-    >>> em = evaluate_exact_match(model, tokenizer, lk.data.load_probe()["test"], limit=50)  # doctest: +SKIP
+    >>> em = evaluate_exact_match(model, tokenizer, lk.data.load_instructions()["test"], limit=50)  # doctest: +SKIP
     >>> em.score, em.table.head()  # doctest: +SKIP
     """
     import pandas as pd
 
-    from ..batches import as_dataset, normalize_answer
+    from ..batches import as_dataset
+    from ..metrics import load_metric
+    from ..metrics.exact_match.exact_match import is_hit  # the metric's own rule, for the per-row table
 
     data = as_dataset(dataset)
     limit = limit if limit is not None else (32 if fast_mode() else None)
     if limit is not None:
         data = data.select(range(min(limit, len(data))))
     question = "instruction" if "instruction" in data.column_names else "question"
-    questions = list(data[question])
-    predictions = generate_answers(model, tokenizer, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    rows = []
-    for row, pred in zip(data, predictions):
-        golds = [row["answer"], *(row.get("aliases") or [])]
-        norm_golds = {normalize_answer(str(g)) for g in golds}
-        norm_pred = normalize_answer(pred)
-        rows.append({"question": row[question], "answer": row["answer"], "prediction": pred,
-                     "correct": norm_pred in norm_golds, "contains": any(g and g in norm_pred for g in norm_golds)})
-    table = pd.DataFrame(rows)
-    return ExactMatch(score=float(table["correct"].mean()), table=table)
+    predictions = generate_answers(model, tokenizer, list(data[question]), max_new_tokens=max_new_tokens,
+                                   batch_size=batch_size)
+    references = [[str(row["answer"]), *(str(a) for a in row.get("aliases") or [])] for row in data]
+    options = {"ignore_case": ignore_case, "ignore_punctuation": ignore_punctuation}
+    table = pd.DataFrame({"question": data[question], "answer": data["answer"], "prediction": predictions,
+                          "correct": [is_hit(p, r, contains=contains, **options) for p, r in zip(predictions, references)],
+                          "contains": [is_hit(p, r, contains=True, **options) for p, r in zip(predictions, references)]})
+    score = load_metric("exact_match").compute(predictions=predictions, references=references, contains=contains,
+                                               **options)["exact_match"]
+    return ExactMatch(score=float(score), table=table)
