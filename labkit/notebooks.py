@@ -93,23 +93,16 @@ def normalize(nb, name: str):
 
     lab = lab_id(name)
     nb = nbformat.from_dict(nb)
-    cells = nb.cells
+    cells = [c for c in nb.cells if not {INSTALL_TAG, CHECK_ALL_TAG} & set(_tags(c))]  # stamped afresh below
     if not cells or cells[0].cell_type != "markdown" or not cells[0].source.startswith("# "):
         raise LabkitError(f"{name}: the first cell must be a markdown title cell starting with '# '.")
     title, _, rest = _BADGE_RE.sub("", cells[0].source).partition("\n")
     cells[0].source = f"{title}\n\n{colab_badge(name)}\n\n{rest.strip()}".rstrip()
-    install = _cell("code", install_source(), "colab-install", [INSTALL_TAG])
-    if len(cells) > 1 and INSTALL_TAG in _tags(cells[1]):
-        cells[1] = install
-    else:
-        cells.insert(1, install)
+    cells.insert(1, _cell("code", install_source(), "colab-install", [INSTALL_TAG]))
     if len(cells) < 3 or cells[2].cell_type != "code" or cells[2].source.strip() != SETUP_SOURCE:
         raise LabkitError(f"{name}: the cell after the install cell must be exactly:\n{SETUP_SOURCE}")
-    check_all = _cell("code", check_all_source(lab), "check-all", [SOLUTION_TAG, CHECK_ALL_TAG])
-    if CHECK_ALL_TAG in _tags(cells[-1]):
-        cells[-1] = check_all
-    else:
-        cells.append(check_all)
+    cells.append(_cell("code", check_all_source(lab), "check-all", [SOLUTION_TAG, CHECK_ALL_TAG]))
+    nb.cells = cells
     seen = set()
     for index, cell in enumerate(cells):
         tags = _tags(cell)

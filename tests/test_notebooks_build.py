@@ -149,6 +149,10 @@ def test_normalize_stamps_shared_cells_and_is_idempotent():
     assert once.cells[-1].source.endswith("lk.grading.assert_all_passed('lab42')")
     assert once.metadata["labkit"] == {"lab": "lab42"}
     assert nbformat.writes(normalize(once, "42_test.ipynb")) == nbformat.writes(once)
+    once.cells.append(nbformat.v4.new_code_cell("y = 2"))  # a cell added below the stamped last cell
+    again = normalize(once, "42_test.ipynb")
+    assert [CHECK_ALL_TAG in c.metadata.get("tags", []) for c in again.cells][-2:] == [False, True]
+    assert sum(install_source() == c.source for c in again.cells) == 1
 
 
 def test_learner_version_drops_solution_cells():
