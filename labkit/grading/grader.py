@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..core import LabkitError
-from . import GRADE_LOG_ENV
+from . import CORRECT, GRADE_LOG_ENV, INCORRECT, NOT_ATTEMPTED
 
 NOT_REACHED = "not reached"  # the notebook stopped (or the check cell is gone) before this exercise was checked
+_STATUSES = (CORRECT, INCORRECT, NOT_ATTEMPTED)
 
 
 @dataclass
@@ -91,17 +92,29 @@ def _run(nb, folder: Path, log: Path, timeout: float, env: dict) -> str | None:
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
                             resources={"metadata": {"path": str(folder)}}, on_cell_start=on_cell_start)
-    where = lambda: f"cell {current['index'] + 1}"
     try:
         with open(log.with_suffix(".stderr"), "w") as stderr:
             client.execute(env={**os.environ, **env, GRADE_LOG_ENV: str(log)}, stderr=stderr)
     except CellExecutionError as err:
-        return f"{where()} raised {err.ename}: {err.evalue}"
+        return f"cell {current['index'] + 1} raised {err.ename}: {err.evalue}"
     except CellTimeoutError:
-        return f"{where()} did not finish within {timeout:g} s (--timeout)"
+        return f"cell {current['index'] + 1} did not finish within {timeout:g} s (--timeout)"
     except DeadKernelError:
-        return f"the kernel died in {where()} (out of memory?)"
+        return f"the kernel died in cell {current['index'] + 1} (out of memory?)"
     return None
+
+
+def _read_log(log: Path, lab: str) -> dict:
+    """The last logged outcome of each exercise of ``lab``: {name: entry}; unreadable lines are skipped."""
+    last = {}
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("lab") == lab and entry.get("status") in _STATUSES:
+            last[entry.get("exercise")] = entry
+    return last
 
 
 def grade_notebook(path, *, timeout: float = 600, lab: str | None = None, exercises: str | None = None,
@@ -137,13 +150,13 @@ def grade_notebook(path, *, timeout: float = 600, lab: str | None = None, exerci
         log = Path(tmp) / "checks.jsonl"
         log.touch()
         error = _run(nb, path.resolve().parent, log, timeout, {"LABKIT_FAST": "1"} if fast else {})
-        entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
-    last = {e["exercise"]: e for e in entries if e.get("lab") == lab}
+        last = _read_log(log, lab)
     scores = []
     for name, ex in known.items():
-        e = last.get(name)
-        scores.append(ExerciseScore(name, ex.title, e["status"], float(e["points"]), float(ex.points), e["message"])
-                      if e else ExerciseScore(name, ex.title, NOT_REACHED, 0.0, float(ex.points)))
+        entry = last.get(name, {"status": NOT_REACHED})
+        points = float(ex.points) if entry["status"] == CORRECT else 0.0  # from the exercise, not from the log
+        scores.append(ExerciseScore(name, ex.title, entry["status"], points, float(ex.points),
+                                    str(entry.get("message", ""))))
     return GradeReport(str(path), lab, scores, error, round(time.perf_counter() - start, 1))
 
 
