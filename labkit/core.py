@@ -34,7 +34,12 @@ def offline() -> bool:
 
 def in_colab() -> bool:
     """True inside Google Colab."""
-    return "google.colab" in sys.modules or importlib.util.find_spec("google.colab") is not None
+    if "google.colab" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except ModuleNotFoundError:  # no "google" package at all
+        return False
 
 
 def cache_dir() -> Path:
