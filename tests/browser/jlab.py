@@ -151,6 +151,11 @@ class Notebook:
         self.page.goto(self.lab.url(f"lab/tree/{self.name}"))
         self.page.wait_for_selector(CELL, timeout=timeout_s * 1000)
         deadline = time.monotonic() + timeout_s
+        expected = len(json.loads((self.lab.root_dir / self.name).read_text())["cells"])
+        while self.page.locator(CELL).count() != expected:  # every cell in the DOM (windowingMode "none")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {self.page.locator(CELL).count()} of {expected} cells rendered")
+            time.sleep(0.25)
         while not self.kernel_connected():  # the toolbar says "idle" before a kernel exists, so ask the server
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name}: no kernel connected after {timeout_s:.0f} s; see {self.lab.log_path}")
@@ -267,3 +272,79 @@ class Notebook:
         finally:
             self.page.set_viewport_size(size)
         return path
+
+
+class ExplorerView:
+    """The method explorer as rendered in a cell's output: method dropdown, rank slider, readout, plotly figure.
+
+    Contract with ``labkit.widgets.method_explorer``: the readout holds ``<span class="lk-trainable"
+    data-value="N">``, the method is the ipywidgets Dropdown labelled "method", the rank is the IntSlider labelled
+    "rank", and the memory figure is a plotly FigureWidget.
+    """
+
+    def __init__(self, cell):
+        self.cell = cell
+        self.page = cell.page
+
+    def wait_rendered(self, timeout_s: float = 60) -> ExplorerView:
+        self.cell.locator(".lk-trainable").first.wait_for(timeout=timeout_s * 1000)
+        self.cell.locator(".js-plotly-plot svg.main-svg").first.wait_for(timeout=timeout_s * 1000)
+        return self
+
+    def _control(self, kind: str, label: str):
+        return self.cell.locator(f".{kind}").filter(has=self.page.locator(".widget-label", has_text=label)).first
+
+    def trainable(self) -> int:
+        """The trainable-parameter count the readout shows (its ``data-value``)."""
+        return int(self.cell.locator(".lk-trainable").first.get_attribute("data-value"))
+
+    def figure(self) -> list[dict]:
+        """The plotly figure's traces as the browser holds them (type, name, x, y)."""
+        return self.cell.locator(".js-plotly-plot").first.evaluate(
+            "el => el.data.map(t => ({type: t.type, name: t.name ?? null, x: Array.from(t.x ?? []),"
+            " y: Array.from(t.y ?? [])}))")
+
+    def bar_shapes(self) -> list[str]:
+        """SVG path of every drawn bar: what the learner actually sees change."""
+        return self.cell.locator(".js-plotly-plot .trace.bars .point path").evaluate_all(
+            "els => els.map(e => e.getAttribute('d'))")
+
+    def state(self) -> tuple:
+        return self.trainable(), repr(self.figure()), tuple(self.bar_shapes())
+
+    def method(self) -> str:
+        return self._control("widget-dropdown", "method").locator("select").input_value()
+
+    def rank(self) -> int:
+        return int(self._control("widget-slider", "rank").locator(".widget-readout").inner_text())
+
+    def choose_method(self, name: str) -> None:
+        """Pick a method in the dropdown, as a learner would."""
+        self._control("widget-dropdown", "method").locator("select").select_option(name)
+
+    def type_rank(self, value: int) -> None:
+        """Type a rank into the slider's editable readout and press Enter."""
+        readout = self._control("widget-slider", "rank").locator(".widget-readout")
+        readout.click()
+        self.page.keyboard.press("Control+A")
+        self.page.keyboard.type(str(value))
+        self.page.keyboard.press("Enter")
+
+    def nudge_rank(self, key: str = "ArrowRight") -> None:
+        """Move the slider handle with the keyboard (one step per key press)."""
+        self._control("widget-slider", "rank").locator(".noUi-handle").focus()
+        self.page.keyboard.press(key)
+
+    def wait_change(self, before: tuple, timeout_s: float = 20) -> tuple:
+        """Wait until readout, figure data and drawn bars all differ from ``before``; return the new state."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            now = self.state()
+            if all(a != b for a, b in zip(now, before)):
+                self.page.wait_for_timeout(300)  # let a burst of updates settle
+                return self.state()
+            time.sleep(0.2)
+        now = self.state()
+        unchanged = [name for name, a, b in zip(("readout", "figure data", "drawn bars"), now, before) if a == b]
+        raise AssertionError(f"after the change the explorer's {', '.join(unchanged)} did not update "
+                             f"within {timeout_s:.0f} s (readout {before[0]} -> {now[0]})")
