@@ -23,6 +23,11 @@ _LAZY = {
     "get_method": "methods",
     "apply_method": "methods",
     "list_methods": "methods",
+    "load_corpus": "data",
+    "load_intents": "data",
+    "load_instructions": "data",
+    "load_probe": "data",
+    "load_metric": "metrics",
 }
 _SUBMODULES = ("models", "data", "metrics", "meters", "plots", "methods", "train", "widgets", "grading",
                "exercises", "notebooks")
