@@ -19,13 +19,13 @@ ACTIVATIONS = ("relu", "gelu", "silu")
 class AdapterSpec:
     """Settings of bottleneck adapters."""
 
-    bottleneck: int = 16  # inner size of the adapter (hidden -> bottleneck -> hidden)
+    bottleneck: int = 64  # inner size of the adapter (hidden -> bottleneck -> hidden)
     style: str = "houlsby"  # "houlsby": after attention and after the MLP; "pfeiffer": after the MLP only
     activation: str = "relu"  # nonlinearity between the down and up projections
 
     def __post_init__(self):
         if not isinstance(self.bottleneck, int) or isinstance(self.bottleneck, bool) or self.bottleneck <= 0:
-            raise LabkitError(f"bottleneck must be a positive whole number (try 16), got {self.bottleneck!r}.")
+            raise LabkitError(f"bottleneck must be a positive whole number (try 64), got {self.bottleneck!r}.")
         if self.style not in STYLES:
             raise LabkitError(f"Unknown adapter style {self.style!r}: use 'houlsby' or 'pfeiffer'.")
         if self.activation not in ACTIVATIONS:

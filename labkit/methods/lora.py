@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..core import LabkitError
 from . import check_targets, register_method
@@ -15,7 +15,7 @@ class LoraSpec:
     rank: int = 8  # r: inner size of the update B·A; LoRA parameters grow linearly with it
     alpha: float = 16.0  # the update is scaled by alpha / rank
     dropout: float = 0.0  # dropout on the adapter's input during training
-    target_modules: list[str] | str = field(default_factory=lambda: ["q_proj", "v_proj"])  # names or "all-linear"
+    target_modules: list[str] | str = "all-linear"  # layer names like ["q_proj", "v_proj"], or "all-linear"
 
     def __post_init__(self):
         if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank <= 0:

@@ -12,12 +12,12 @@ from . import register_method
 class PrefixSpec:
     """Settings of prefix tuning."""
 
-    num_virtual_tokens: int = 16  # prefix length: key/value pairs added in front at every layer
+    num_virtual_tokens: int = 20  # prefix length: key/value pairs added in front at every layer
 
     def __post_init__(self):
         n = self.num_virtual_tokens
         if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-            raise LabkitError(f"num_virtual_tokens (the prefix length) must be a positive whole number (try 16), "
+            raise LabkitError(f"num_virtual_tokens (the prefix length) must be a positive whole number (try 20), "
                               f"got {n!r}.")
 
 

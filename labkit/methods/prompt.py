@@ -12,13 +12,13 @@ from . import register_method
 class PromptSpec:
     """Settings of prompt tuning."""
 
-    num_virtual_tokens: int = 16  # soft-prompt length: embeddings prepended to every input
+    num_virtual_tokens: int = 20  # soft-prompt length: embeddings prepended to every input
     init_text: str | None = None  # start from the embeddings of this text instead of random vectors
 
     def __post_init__(self):
         n = self.num_virtual_tokens
         if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-            raise LabkitError(f"num_virtual_tokens (the prompt length) must be a positive whole number (try 16), "
+            raise LabkitError(f"num_virtual_tokens (the prompt length) must be a positive whole number (try 20), "
                               f"got {n!r}.")
         if self.init_text is not None and not self.init_text.strip():
             raise LabkitError("init_text is empty: give a sentence describing the task, or None for random.")

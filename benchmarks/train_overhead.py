@@ -1,0 +1,123 @@
+"""How much lk.train costs over a minimal PyTorch loop (and over transformers.Trainer) on the same LoRA run.
+
+All three train the same LoRA adapter (reset to the same start) on the same packed batches in one process;
+each is timed from its first step to its last, and the best of ``--rounds`` interleaved runs is kept (the
+machine may be shared). Prints ``throughput_ratio: X`` (kit / plain; the goal is X >= 0.95).
+
+    python benchmarks/train_overhead.py                 # smollm2-135m, batch 4 x 128, 6 steps, 2 rounds
+    python benchmarks/train_overhead.py --model tiny-llama --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--no-trainer", action="store_true", help="skip the transformers.Trainer comparison")
+    args = parser.parse_args()
+
+    import datasets
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from labkit import apply_method, load_model
+    from labkit.batches import Batcher, collate, tokenize
+    from labkit.data import load_corpus
+    from labkit.train import train
+
+    lr, steps, bs = 2e-4, args.steps, args.batch_size
+    model, tokenizer = load_model(args.model)
+    model = apply_method(model, "lora", rank=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    params = [p for p in model.parameters() if p.requires_grad]
+    start_state = [p.detach().clone() for p in params]
+    texts = load_corpus()["train"]["text"][:300]
+    examples = tokenize(texts, tokenizer, "causal_lm", seq_len=args.seq_len)
+    data = datasets.Dataset.from_list(examples)
+    pad_id = tokenizer.pad_token_id
+    tokens_per_step = bs * args.seq_len
+
+    def reset():
+        with torch.no_grad():
+            for p, p0 in zip(params, start_state):
+                p.copy_(p0)
+
+    def run_kit() -> float:
+        reset()
+        result = train(model, tokenizer, data, objective="causal_lm", num_steps=steps, batch_size=bs,
+                       seq_len=args.seq_len, lr=lr, progress=False, live_plot=False)
+        return result.tokens_per_s
+
+    def run_plain() -> float:
+        reset()
+        torch.manual_seed(0)
+        it = iter(Batcher(examples, bs, pad_id, seed=0))
+        batches = [next(it) for _ in range(steps)]
+        opt = torch.optim.AdamW(params, lr=lr)
+        model.train()
+        start = time.perf_counter()
+        for batch in batches:
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        loss.item()
+        return steps * tokens_per_step / (time.perf_counter() - start)
+
+    def run_trainer() -> float:
+        from transformers import Trainer, TrainerCallback, TrainingArguments
+
+        class Clock(TrainerCallback):
+            def on_train_begin(self, *a, **k):
+                self.start = time.perf_counter()
+
+            def on_train_end(self, *a, **k):
+                self.end = time.perf_counter()
+
+        reset()
+        clock = Clock()
+        with tempfile.TemporaryDirectory() as out:
+            targs = TrainingArguments(output_dir=out, max_steps=steps, per_device_train_batch_size=bs,
+                                      learning_rate=lr, lr_scheduler_type="constant", max_grad_norm=1.0,
+                                      save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+                                      logging_strategy="no", dataloader_num_workers=0, seed=0)
+            trainer = Trainer(model=model, args=targs, train_dataset=data, callbacks=[clock],
+                              data_collator=lambda rows: collate(rows, pad_id))
+            trainer.train()
+        return steps * tokens_per_step / (clock.end - clock.start)
+
+    print(f"{args.model}, LoRA r=8 q/k/v/o, batch {bs} x {args.seq_len}, {steps} steps, "
+          f"{args.rounds} rounds, {torch.get_num_threads()} threads")
+    run_plain()  # warm-up: first-call allocations and kernel choices
+    kit, plain, trainer = [], [], []
+    for r in range(args.rounds):
+        order = (run_kit, run_plain) if r % 2 == 0 else (run_plain, run_kit)
+        for fn in order:
+            (kit if fn is run_kit else plain).append(fn())
+        print(f"round {r + 1}: kit {kit[-1]:.0f} tokens/s, plain {plain[-1]:.0f} tokens/s")
+    print(f"kit_tokens_per_s: {max(kit):.1f}")
+    print(f"plain_tokens_per_s: {max(plain):.1f}")
+    print(f"throughput_ratio: {max(kit) / max(plain):.3f}")
+    if not args.no_trainer:
+        trainer.append(run_trainer())
+        print(f"trainer_tokens_per_s: {trainer[-1]:.1f}")
+        print(f"throughput_ratio_vs_trainer: {max(kit) / trainer[-1]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
