@@ -39,6 +39,14 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_artifacts():
+    """Screenshots in artifacts/browser/ are those of the latest run only."""
+    if browser_enabled():
+        shutil.rmtree(ARTIFACTS, ignore_errors=True)
+        ARTIFACTS.mkdir(parents=True)
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory) -> JupyterLab:
     """JupyterLab on 127.0.0.1 (random port, token) showing a throwaway copy of labs/; always stopped."""

@@ -148,7 +148,9 @@ class Notebook:
 
     def open(self, timeout_s: float = 120) -> Notebook:
         """Open the notebook and wait until its kernel is idle."""
-        self.page.goto(self.lab.url(f"lab/tree/{self.name}"))
+        # A workspace of its own, so that notebooks opened by earlier tests are not restored next to this one.
+        workspace = f"{Path(self.name).stem}-{secrets.token_hex(4)}"
+        self.page.goto(self.lab.url(f"lab/workspaces/{workspace}/tree/{self.name}"))
         self.page.wait_for_selector(CELL, timeout=timeout_s * 1000)
         deadline = time.monotonic() + timeout_s
         expected = len(json.loads((self.lab.root_dir / self.name).read_text())["cells"])
@@ -273,6 +275,22 @@ class Notebook:
             self.page.set_viewport_size(size)
         return path
 
+    def screenshot_cell(self, index: int, path: Path) -> Path:
+        """Save a PNG of one cell (input and outputs), with the window grown so that all of it shows."""
+        cell = self.cell(index)
+        size = self.page.viewport_size
+        height = cell.bounding_box()["height"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if height + 150 > size["height"]:
+                self.page.set_viewport_size({"width": size["width"], "height": int(height) + 150})
+            cell.scroll_into_view_if_needed()
+            self.page.wait_for_timeout(300)
+            cell.screenshot(path=str(path))
+        finally:
+            self.page.set_viewport_size(size)
+        return path
+
 
 class ExplorerView:
     """The method explorer as rendered in a cell's output: method dropdown, rank slider, readout, plotly figure.
@@ -292,7 +310,8 @@ class ExplorerView:
         return self
 
     def _control(self, kind: str, label: str):
-        return self.cell.locator(f".{kind}").filter(has=self.page.locator(".widget-label", has_text=label)).first
+        label = self.page.locator(".widget-label", has_text=re.compile(f"^{re.escape(label)}$"))
+        return self.cell.locator(f".{kind}").filter(has=label).first
 
     def trainable(self) -> int:
         """The trainable-parameter count the readout shows (its ``data-value``)."""
