@@ -49,7 +49,7 @@ def test_loss_falls_and_the_history_has_one_row_per_step(lora, tiny):
     assert h["loss"].iloc[-1] < h["loss"].iloc[0]
     assert result.tokens_per_s == pytest.approx(256 / result.time_s)
     assert result.time_per_step_s == pytest.approx(result.time_s / 4)
-    assert result.peak_mem_gib > 0.1  # the process holds torch and a model: more than 100 MiB
+    assert 0 < result.peak_mem_gib < 2  # measured above the level before training: logits, grads, Adam state
     assert "4 steps" in repr(result)
     assert not lora.training  # back in eval mode
 
