@@ -239,6 +239,13 @@ class Notebook:
         outputs = self.page.locator(OUTPUT).all_inner_texts()
         return [text for text in outputs if TRACEBACK.search(text)]
 
+    def assert_no_tracebacks(self) -> None:
+        """Fail with the end of every traceback the page shows."""
+        shown = self.shown_tracebacks()
+        if shown:
+            ends = ["\n".join(text.strip().splitlines()[-3:]) for text in shown]
+            raise AssertionError(f"{self.name} shows {len(shown)} traceback(s):\n" + "\n---\n".join(ends))
+
     def saved_errors(self) -> list[str]:
         """Save the notebook, then list its ``error`` outputs as 'ename: evalue' (exact, from the .ipynb)."""
         import nbformat
@@ -336,6 +343,11 @@ class ExplorerView:
 
     def rank(self) -> int:
         return int(self._control("widget-slider", "rank").locator(".widget-readout").inner_text())
+
+    def targets(self) -> list[str]:
+        """The target layers selected in the "targets" list."""
+        return self._control("widget-select-multiple", "targets").locator("select").evaluate(
+            "el => Array.from(el.selectedOptions).map(o => o.value)")
 
     def choose_method(self, name: str) -> None:
         """Pick a method in the dropdown, as a learner would."""

@@ -5,7 +5,7 @@ The numbers on screen must be the kit's own: ``meters.analytic_trainable_params`
 
 Lab 01 contract: the explorer's cell in ``labs/01_paradigms.ipynb`` carries the cell tag ``method-explorer`` (or a
 ``# method-explorer`` comment line) and displays ``lk.widgets.method_explorer("smollm2-135m")`` with its default
-controls (method "lora", rank 8, targets q_proj+v_proj, batch 4, seq_len 128, base "none").
+controls (method "lora", rank 8, batch 4, seq_len 128, base "none"; the targets are read from the page).
 """
 
 from __future__ import annotations
@@ -25,9 +25,12 @@ GENERATED_CELLS = [
     "import labkit as lk\nsession = lk.setup(seed=0)",
     "# method-explorer\nexplorer = lk.widgets.method_explorer(\"smollm2-135m\")\nexplorer",
 ]
-TARGETS = ["q_proj", "v_proj"]  # the explorer's default target layers
-# SmolLM2-135M: 30 layers, hidden 576, 3 key/value heads of 64 -> LoRA on q (576x576) and v (576x192).
-LORA_R8_QV = 30 * 8 * ((576 + 576) + (576 + 192))  # 460,800 trainable parameters
+# LoRA r=8 on SmolLM2-135M (30 layers, hidden 576, 3 key/value heads of 64, MLP 1536), by target layers:
+LORA_R8 = {
+    ("q_proj", "v_proj"): 30 * 8 * ((576 + 576) + (576 + 192)),  # 460,800
+    ("down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"):
+        30 * 8 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536)),  # 2,442,240
+}
 
 
 def marker_cell(path) -> int:
@@ -65,8 +68,8 @@ def kit():
 
     config = AutoConfig.from_pretrained(prepare_offline_model())
 
-    def compute(method: str, rank: int) -> tuple[int, list[dict]]:
-        kwargs = {"rank": rank, "target_modules": TARGETS} if method in ("lora", "dora") else {}
+    def compute(method: str, rank: int, targets: list[str]) -> tuple[int, list[dict]]:
+        kwargs = {"rank": rank, "target_modules": targets} if method in ("lora", "dora") else {}
         trainable = meters.analytic_trainable_params(config, method, **kwargs)
         estimate = meters.predict_memory(config, method, batch_size=4, seq_len=128, quantization=None, **kwargs)
         return trainable, traces(plots.memory_breakdown(estimate))
@@ -95,43 +98,46 @@ def test_method_explorer_follows_the_controls(explorer_notebook, open_notebook, 
     name, index = explorer_notebook
     notebook = open_notebook(name)
     notebook.run_through(index, timeout_s=300)
-    assert notebook.shown_tracebacks() == []
+    notebook.assert_no_tracebacks()
     cell = notebook.cell(index)
     explorer = ExplorerView(cell).wait_rendered()
     notebook.screenshot(shot("before"))
     notebook.screenshot_cell(index, shot("before-explorer"))
 
+    targets = explorer.targets()
     assert (explorer.method(), explorer.rank()) == ("lora", 8)
-    assert explorer.trainable() == LORA_R8_QV == kit("lora", 8)[0]
-    assert_figure_matches(explorer.figure(), kit("lora", 8)[1])
+    assert tuple(sorted(targets)) in LORA_R8, f"unexpected default targets {targets}: update LORA_R8"
+    r8 = LORA_R8[tuple(sorted(targets))]
+    assert explorer.trainable() == r8 == kit("lora", 8, targets)[0]
+    assert_figure_matches(explorer.figure(), kit("lora", 8, targets)[1])
     first = explorer.state()
 
     explorer.type_rank(64)  # typed into the slider's readout
     explorer.wait_change(first)
     assert explorer.rank() == 64
-    assert explorer.trainable() == 8 * LORA_R8_QV == kit("lora", 64)[0]
-    assert_figure_matches(explorer.figure(), kit("lora", 64)[1])
+    assert explorer.trainable() == 8 * r8 == kit("lora", 64, targets)[0]
+    assert_figure_matches(explorer.figure(), kit("lora", 64, targets)[1])
 
     before = explorer.state()
     explorer.nudge_rank("ArrowRight")  # keyboard on the slider handle: one step up
     explorer.wait_change(before)
     assert explorer.rank() == 65
-    assert explorer.trainable() == kit("lora", 65)[0]
+    assert explorer.trainable() == kit("lora", 65, targets)[0]
 
     before = explorer.state()
     explorer.choose_method("dora")  # the dropdown, as a learner picks it
     explorer.wait_change(before)
-    assert explorer.trainable() == kit("dora", 65)[0]
-    assert_figure_matches(explorer.figure(), kit("dora", 65)[1])
+    assert explorer.trainable() == kit("dora", 65, targets)[0]
+    assert_figure_matches(explorer.figure(), kit("dora", 65, targets)[1])
 
     before = explorer.state()
     explorer.choose_method("full")
     explorer.wait_change(before)
-    trainable, figure = kit("full", 65)
-    assert explorer.trainable() == trainable
+    trainable, figure = kit("full", 65, targets)
+    assert explorer.trainable() == trainable == 134_515_008
     assert_figure_matches(explorer.figure(), figure)
     assert explorer.bar_shapes() != first[2], "the drawn bars look the same after switching to full fine-tuning"
 
     notebook.screenshot(shot("after"))
     notebook.screenshot_cell(index, shot("after-explorer"))
-    assert notebook.shown_tracebacks() == []
+    notebook.assert_no_tracebacks()

@@ -24,7 +24,7 @@ def test_plotly_figures_render_after_setup(lab, open_notebook, shot):
         view.cell(index).locator(".js-plotly-plot .trace.bars").first.wait_for(state="attached", timeout=20_000)
     view.screenshot(shot("figures"))
 
-    assert view.shown_tracebacks() == []
+    view.assert_no_tracebacks()
     assert "renderer:" in view.cell(0).locator(".jp-OutputArea-output").first.inner_text()
     for index in (1, 2):
         bars = view.cell(index).locator(".js-plotly-plot .trace.bars .point path")
