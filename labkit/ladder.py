@@ -45,6 +45,7 @@ def run_classifier(setup: str, train_data, eval_sets: dict, *, model_name: str =
     """
     from . import probes
     from .data import INTENT_LABELS
+    from .meters import param_summary
     from .methods import apply_method
     from .methods.linear_probe import add_classifier_head
     from .models import load_model
@@ -72,7 +73,7 @@ def run_classifier(setup: str, train_data, eval_sets: dict, *, model_name: str =
                    progress=progress, label=label)
     limit = eval_limit if eval_limit is not None else (48 if fast_mode() else None)
     row = {"label": label, "setup": setup, "train_size": len(train_data),
-           "trainable_params": probes.count_trainable(clf), "time_per_step_s": result.time_per_step_s,
+           "trainable_params": param_summary(clf).trainable, "time_per_step_s": result.time_per_step_s,
            "train_time_s": result.time_s, "final_loss": result.final_loss}
     for name, data in eval_sets.items():
         row[f"{name}_accuracy"] = evaluate_loss(clf, tokenizer, data, objective="classification", seq_len=seq_len,

@@ -233,11 +233,6 @@ def lora_on_layers(model, layers, *, rank: int = 8, alpha: float = 16.0,
     return get_peft_model(model, cfg)
 
 
-def count_trainable(model) -> int:
-    """Number of parameters that receive gradients (a tied tensor counts once)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def tokens_per_word(tokenizer, text) -> float:
     """Tokens per whitespace-separated word of ``text`` (a list of words is joined with spaces); no special tokens.
 
@@ -279,3 +274,26 @@ def add_domain_tokens(model, tokenizer, words: list[str], *, with_space: bool = 
     added = tokenizer.add_tokens([f" {w}" for w in words] + words if with_space else words)
     model.resize_token_embeddings(len(tokenizer))
     return added
+
+
+def general_knowledge(model, tokenizer, probe, *, limit: int | None = None, suffix: str = " Answer in a few words."):
+    """Forgetting check on the general-knowledge probe: exact match of greedy answers and the loss on the answers.
+
+    Exact match is lenient (ignores case and punctuation, the answer may sit inside a sentence), as the datasheet
+    recommends for a chat model. ``model`` may be a causal LM, a peft model or the kit's classifier (its backbone
+    answers). Returns ``{"exact_match": ..., "answer_loss": ..., "questions": n}``.
+
+    >>> general_knowledge(model, tokenizer, lk.load_probe()["test"], limit=20)  # doctest: +SKIP
+    """
+    from .batches import as_dataset
+    from .train import evaluate_exact_match, evaluate_loss
+
+    lm = getattr(model, "backbone", model)
+    data = as_dataset(probe)
+    if limit is not None:
+        data = data.select(range(min(limit, len(data))))
+    data = data.map(lambda row: {"question": row["question"] + suffix})
+    em = evaluate_exact_match(lm, tokenizer, data, max_new_tokens=24, limit=len(data), ignore_case=True,
+                              ignore_punctuation=True, contains=True)
+    loss = evaluate_loss(lm, tokenizer, data, objective="sft", limit=len(data), seq_len=128)["eval_loss"]
+    return {"exact_match": em.score, "answer_loss": loss, "questions": len(data)}

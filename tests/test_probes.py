@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from labkit import LabkitError
+from labkit.meters import param_summary
 from labkit.models import load_model
 from labkit.probes import (
     add_domain_tokens,
     cka_matrix,
-    count_trainable,
     fit_probe,
     freeze_lowest,
+    general_knowledge,
     layer_features,
     linear_cka,
     lora_on_layers,
@@ -137,11 +138,11 @@ def test_cka_refuses_bad_input():
 def test_freeze_lowest_counts(tiny):
     model = fresh(tiny)
     total = sum(p.numel() for p in model.parameters())
-    assert count_trainable(freeze_lowest(model, 0)) == total
+    assert param_summary(freeze_lowest(model, 0)).trainable == total
     trainable = {n for n, p in freeze_lowest(model, 1).named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("model.layers.1.") or n == "model.norm.weight" for n in trainable)
     assert {n for n, p in freeze_lowest(model, 2).named_parameters() if p.requires_grad} == {"model.norm.weight"}
-    assert count_trainable(freeze_lowest(model, 0)) == total  # unfreezing again works
+    assert param_summary(freeze_lowest(model, 0)).trainable == total  # unfreezing again works
 
 
 @pytest.mark.parametrize("k", [-1, 3, 1.5, True])
@@ -185,3 +186,17 @@ def test_adding_domain_tokens_makes_each_term_one_token(tiny):
     assert tokens_per_word(naive_tok, "the Quillothrax") == 1.5  # a lone space token still comes before it
     with pytest.raises(LabkitError, match="No words"):
         add_domain_tokens(model, tokenizer, [" "])
+
+
+def test_general_knowledge_scores_a_model_and_a_classifier_alike(tiny):
+    import datasets
+
+    from labkit.methods.linear_probe import add_classifier_head
+
+    model, tokenizer = tiny
+    probe = datasets.Dataset.from_list([{"question": "Capital of France?", "answer": "Paris", "aliases": [],
+                                         "category": "capitals"}] * 3)
+    plain = general_knowledge(model, tokenizer, probe, limit=2)
+    assert plain["questions"] == 2 and plain["exact_match"] == 0.0 and plain["answer_loss"] > 5  # random weights
+    wrapped = general_knowledge(add_classifier_head(model, ["a", "b"]), tokenizer, probe, limit=2)
+    assert wrapped == plain
