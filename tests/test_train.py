@@ -203,3 +203,24 @@ def test_mixed_precision_on_a_gpu(tiny):
     model = apply_method(copy.deepcopy(tiny[0]).cuda(), "lora", rank=4)
     result = train(model, tiny[1], _ids(), num_steps=3, batch_size=4, seq_len=16, lr=2e-2, **QUIET)
     assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
+
+
+def test_in_a_notebook_the_loss_curve_redraws_in_place(lora, tiny, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr("labkit.train.loop.in_notebook", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    train(lora, tiny[1], _ids(), num_steps=4, batch_size=2, seq_len=8, lr=1e-2, progress=False, live_plot=True)
+    (widget,) = shown  # displayed once, then updated
+    assert type(widget).__name__ == "FigureWidget"
+    assert list(widget.data[0].x) == [1, 2, 3, 4] and len(widget.data[0].y) == 4
+
+
+def test_outside_notebooks_nothing_is_displayed(lora, tiny, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    train(lora, tiny[1], _ids(), num_steps=2, batch_size=2, seq_len=8, progress=False, live_plot=True)
+    assert shown == []

@@ -14,22 +14,44 @@ def in_notebook() -> bool:
 
 
 def refresh_figure(target, source) -> None:
-    """Copy the traces and layout of figure ``source`` into ``target`` (a FigureWidget) in place."""
+    """Make FigureWidget ``target`` show figure ``source``, in place, sending only what changed."""
+    same_traces = len(target.data) == len(source.data) and all(
+        a.type == b.type for a, b in zip(target.data, source.data))
     with target.batch_update():
-        if len(target.data) == len(source.data) and all(
-                a.type == b.type and a.name == b.name for a, b in zip(target.data, source.data)):
+        if same_traces:
             for old, new in zip(target.data, source.data):
-                old.update(new.to_plotly_json(), overwrite=True)
+                _set_changed(old, new.to_plotly_json(), old.to_plotly_json())
         else:
             target.data = []
             target.add_traces(list(source.data))
-        target.layout.update(source.layout.to_plotly_json(), overwrite=False)
+        layout = {k: v for k, v in source.layout.to_plotly_json().items() if k != "template"}
+        _set_changed(target.layout, layout, target.layout.to_plotly_json())
 
 
-def _loss_figure(histories: dict):
+def _set_changed(obj, new: dict, old: dict) -> None:
+    for key, value in new.items():
+        if key != "type" and not _equal(old.get(key), value):
+            obj[key] = value
+
+
+def _equal(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except ValueError:  # numpy arrays compare element-wise
+        import numpy as np
+
+        return np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def empty_loss_figure():
+    """The kit's loss-curve figure with no runs in it yet (same axes and style as plots.loss_curves)."""
+    import pandas as pd
+
     from .. import plots
 
-    return plots.loss_curves(histories)
+    fig = plots.loss_curves({"run": pd.DataFrame({"step": [], "loss": []})})
+    fig.data = []
+    return fig
 
 
 class LiveLoss:
@@ -42,7 +64,7 @@ class LiveLoss:
         from ..core import in_colab
 
         self.label = label
-        first = _loss_figure({})
+        first = empty_loss_figure()
         if in_colab():  # Colab shows no third-party widgets by default: redraw through a display handle
             self.widget, self.handle = None, display(first, display_id=True)
         else:
@@ -51,7 +73,9 @@ class LiveLoss:
 
     def update(self, history) -> None:
         """Redraw with the rows of ``history`` so far."""
-        figure = _loss_figure({self.label: history})
+        from .. import plots
+
+        figure = plots.loss_curves({self.label: history})
         if self.widget is not None:
             refresh_figure(self.widget, figure)
         else:

@@ -19,7 +19,7 @@ class TrainResult:
     """What one training run measured."""
 
     history: object  # pandas DataFrame, one row per step: step, loss, tokens, lr, time_s, eval_* columns
-    peak_mem_gib: float  # measured peak memory during the run (meters.measure_peak_memory)
+    peak_mem_gib: float  # measured peak during training above the memory in use before it (weights excluded)
     tokens_per_s: float  # input tokens processed per second of training (evaluation time excluded)
     time_s: float  # training wall time (evaluation excluded)
     time_per_step_s: float  # time_s / num_steps
