@@ -1,0 +1,239 @@
+"""Predicted peak memory of one training step, from a config alone, split into five components.
+
+Sources, cited once:
+- Model states: 16 bytes per trained parameter in mixed precision with Adam (2 weight + 2 gradient + 4 fp32 master
+  + 8 fp32 moments): Rajbhandari et al. 2020, "ZeRO", section 3.1.
+- NF4 with double quantization: 4-bit codes + an 8-bit scale per 64 weights + an fp32 scale per 256 scales =
+  4.127 bits per weight: Dettmers et al. 2023, "QLoRA", section 3. bitsandbytes 8-bit Adam keeps uint8 moments
+  with an fp32 absmax per 256 values and fp32 moments for tensors under 4096 elements (its min_8bit_size).
+- Activations: Korthikanti et al. 2022, "Reducing Activation Recomputation", section 4.1, count per layer what
+  autograd saves (s*b*h*(34 + 5*a*s/h) bytes in 16-bit for GPT with unfused attention). The terms below are the
+  same kind of count redone for the Hugging Face Llama code with fused (SDPA) attention, where no a*s^2 score
+  matrix is saved: we listed every tensor autograd saves (torch.autograd.graph.saved_tensors_hooks) on tiny
+  Llama configs, varied h, I, kv heads, heads, s, b and V one at a time, and kept the exact per-token terms
+  (tests/test_meters.py re-checks them against autograd on a tiny model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..core import LabkitError
+from .arch import LINEARS, dims, positive_int, resolve_targets
+from .params import IA3_DEFAULT, _method_settings, trainable_tensors
+
+GIB = 2**30
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+NF4_BYTES = {True: (4 + 8 / 64 + 32 / (64 * 256)) / 8, False: (4 + 32 / 64) / 8}  # double_quant -> bytes/weight
+OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
+# Process growth of a CPU training step that is not tensors (Python objects, allocator slack) in a warm process:
+# measured 2-3 MiB with benchmarks/memory_accuracy.py --calibrate (a 2-layer, 64-wide Llama, vocabulary 1,000;
+# torch 2.13, Linux, glibc). A cold process's first backward adds a one-time 15-60 MiB (lazy imports, the
+# autograd engine's threads) that this constant leaves out.
+CPU_OVERHEAD_BYTES = 3 * 2**20
+# CUDA context and cuBLAS workspace: outside torch's allocator (not in max_memory_allocated); a rule of thumb.
+CUDA_OVERHEAD_BYTES = GIB // 2
+F32 = 4
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Predicted bytes alive at the peak of a training step, per component; ``total`` is the peak."""
+
+    weights: int  # model weights (quantized ones at their packed size, plus their scales)
+    gradients: int  # gradients alive at the peak (none yet if the peak is at the start of backward)
+    optimizer: int  # optimizer states, fp32 master copies and the optimizer's temporaries at the peak
+    activations: int  # tensors saved for backward, plus logits and loss buffers
+    overhead: int  # fixed runtime overhead (CPU process growth, or the CUDA context)
+    phase: str = ""  # when the peak happens: "backward start", "backward end" or "optimizer step"
+    device: str = "cpu"  # the device the estimate is for
+    details: dict = field(default_factory=dict, compare=False)  # sub-terms in bytes, for the curious
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.overhead
+
+    @property
+    def total_gib(self) -> float:
+        return self.total / GIB
+
+    @property
+    def model_states(self) -> int:
+        """Weights + all gradients + optimizer states (ZeRO's 'model states'), whatever the phase."""
+        return self.weights + self.details["all_gradients"] + self.details["optimizer_states"]
+
+    def as_frame(self):
+        """One row per component: bytes and GiB."""
+        import pandas as pd
+
+        parts = {k: getattr(self, k) for k in ("weights", "gradients", "optimizer", "activations", "overhead")}
+        frame = pd.DataFrame({"bytes": parts, "gib": {k: v / GIB for k, v in parts.items()}})
+        frame.index.name = "component"
+        return frame
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{k} {getattr(self, k) / GIB:.2f}" for k in
+                          ("weights", "gradients", "optimizer", "activations", "overhead"))
+        return f"~{self.total_gib:.2f} GiB at the {self.phase} ({parts} GiB)"
+
+
+def _layer_bytes(d, method, targets, ia3_ff, rank, act, adapter_size, per_adapter):
+    """Bytes autograd saves per token in one decoder layer (see the module docstring)."""
+    h, inter, q, kv = d.hidden, d.inter, d.q_dim, d.kv_dim
+    full, norm_trains = method == "full", method in ("full", "norm")
+    lora = set(targets) if method in ("lora", "dora", "qlora") else set()
+    shared = act == F32  # an fp32 adapter reads the fp32 input itself; in 16-bit it saves its own fp32 copy
+    out = 2 * F32 * h + 2 * F32  # both norm inputs (upcast to fp32) and their rsqrt
+    out += 2 * act * h if norm_trains else 0  # normed values, kept for the norm weights' gradient
+    for group in (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")):
+        adapted = [n for n in group if n in lora]
+        if full or (adapted and shared):
+            out += act * h  # the shared input of these linears
+        elif adapted:
+            out += F32 * h * len(adapted)
+    out += act * (2 * q + 2 * kv) + F32 * d.heads  # q, k, v after RoPE, attention output, log-sum-exp
+    out += F32 * q if "o_proj" in lora and not shared else 0
+    out += 3 * act * inter  # gate output (SiLU input), SiLU output, up output
+    if full or ("down_proj" in lora and shared) or "down_proj" in ia3_ff:
+        out += act * inter  # input of down_proj
+    elif "down_proj" in lora:
+        out += F32 * inter
+    out += F32 * rank * sum(n in lora for n in LINEARS)  # A x, kept for B's gradient
+    if method == "dora":
+        out += F32 * 2 * sum(d.linear(n)[1] for n in lora)  # base and LoRA outputs, for the magnitude scaling
+    if method == "ia3":
+        out += act * sum(d.linear(n)[1] for n in targets if n not in ia3_ff)  # outputs before scaling
+    if method == "adapter":
+        out += per_adapter * act * (h + 2 * adapter_size)  # adapter input, bottleneck before and after activation
+    return out
+
+
+def predict_memory(config, method: str = "lora", *, rank: int = 8, target_modules=None, dtype: str = "fp32",
+                   quantization: str | None = None, double_quant: bool = True, optimizer: str = "adamw",
+                   batch_size: int = 4, seq_len: int = 128, grad_checkpointing: bool = False,
+                   num_virtual_tokens: int = 20, device: str = "cpu", **method_kw) -> MemoryEstimate:
+    """Predict the peak memory of one training step (from step 2 on) for ``method`` on ``config``.
+
+    Assumes the usual recipes: peft keeps adapters in fp32; a quantized model is prepared with peft's
+    prepare_model_for_kbit_training (non-quantized weights and the residual stream in fp32); the loop keeps the
+    model output (logits) until the step ends; AdamW is torch's (single-tensor on the CPU, fused on CUDA).
+
+    >>> from labkit.meters import KNOWN_CONFIGS
+    >>> est = predict_memory(KNOWN_CONFIGS["mistralai/Mistral-7B-v0.3"], "qlora", rank=16, dtype="fp16",
+    ...                      device="cuda", grad_checkpointing=True, batch_size=1, seq_len=512)
+    >>> round(est.total_gib, 1)
+    6.0
+    """
+    d = dims(config)
+    positive_int("batch_size", batch_size, "try 4")
+    positive_int("seq_len", seq_len, "try 128")
+    if dtype in ("nf4", "int8"):  # shorthand: quantized weights computing in the device's usual dtype
+        quantization, dtype = dtype, "bf16" if device.startswith("cuda") else "fp32"
+    if dtype not in DTYPE_BYTES:
+        raise LabkitError(f"Unknown dtype {dtype!r}: use 'fp32', 'bf16', 'fp16', or 'nf4'/'int8' for quantized.")
+    if optimizer not in OPTIMIZERS:
+        raise LabkitError(f"Unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}.")
+    if device not in ("cpu", "cuda"):
+        raise LabkitError(f"Unknown device {device!r}: predictions are for 'cpu' or 'cuda'.")
+    if method == "qlora" and quantization is None:
+        quantization = "nf4"
+    if quantization not in (None, "nf4", "int8"):
+        raise LabkitError(f"Unknown quantization {quantization!r}: use None, 'nf4' or 'int8'.")
+    if quantization and method in ("full", "norm", "bitfit"):
+        raise LabkitError(f"{method!r} trains the model's own weights, which cannot be quantized: use "
+                          "quantization=None, or an adapter method such as 'qlora'.")
+    kw = _method_settings(method, {"rank": rank, "target_modules": target_modules,
+                                   "num_virtual_tokens": num_virtual_tokens, **method_kw})
+    tensors = trainable_tensors(config, method, **kw)
+    if not tensors or sum(n for n, _ in tensors) == 0:
+        raise LabkitError(f"{method!r} trains nothing on this model (e.g. bitfit on a Llama without biases): "
+                          "pick another method.")
+    wbytes = DTYPE_BYTES[dtype]
+    act = F32 if quantization else wbytes  # peft's k-bit preparation keeps the residual stream in fp32
+    cpu = device == "cpu"
+
+    # Weights: per-layer linears (quantized or not), the rest (embeddings, norms, untied head) and added tensors.
+    comp = d.components()
+    linears = comp["attention"] + comp["mlp"]
+    rest = d.total - linears
+    if quantization == "nf4":
+        weights = int(linears * NF4_BYTES[bool(double_quant)]) + rest * F32
+    elif quantization == "int8":
+        rows = d.layers * sum(d.linear(n)[1] for n in LINEARS)
+        weights = linears + F32 * rows + rest * F32  # int8 codes + an fp32 scale per output row (LLM.int8)
+    else:
+        weights = d.total * wbytes
+    added = sum(n for n, base in tensors if not base)
+    weights += added * F32
+
+    # Gradients and optimizer states, tensor by tensor.
+    grad_of = [(n, wbytes if base else F32, base) for n, base in tensors]
+    all_grads = sum(n * b for n, b, _ in grad_of)
+    states = 0
+    for n, b, base in grad_of:
+        states += {"adamw": 8 * n, "sgd": 0,
+                   "adamw8bit": 8 * n if n < 4096 else 2 * n + 8 * -(-n // 256)}[optimizer]
+        states += F32 * n if base and b == 2 else 0  # fp32 master copy of a 16-bit weight
+    largest = max(n * b for n, b, _ in grad_of)
+    step_temp = ({"adamw": 2, "adamw8bit": 5, "sgd": 0}[optimizer] * largest) if cpu else 0
+
+    # Activations per token: decoder layers, then the final norm and head.
+    targets = resolve_targets(kw.get("target_modules") or "all-linear") if method in ("lora", "dora", "qlora") \
+        else resolve_targets(kw.get("target_modules") or IA3_DEFAULT) if method == "ia3" else ()
+    ia3_ff = ({"down_proj"} & set(targets) if not kw.get("feedforward_modules")
+              else set(resolve_targets(kw["feedforward_modules"]))) if method == "ia3" else set()
+    per_adapter = {"houlsby": 2, "pfeiffer": 1}.get(kw.get("adapter_style", "houlsby"), 2)
+    layer = _layer_bytes(d, method, [t for t in targets if t in LINEARS], ia3_ff, kw.get("rank", rank), act,
+                         kw.get("adapter_size", 64), per_adapter)
+    tokens = batch_size * (seq_len + (kw.get("num_virtual_tokens", 20) if method == "prompt" else 0))
+    head_trains = method == "full" or "lm_head" in targets
+    if method == "linear_probe":  # the backbone runs without a graph: one layer's working set, a tiny head
+        saved, logits_peak, logits_held = tokens * act * (2 * d.hidden + 3 * d.inter), 0, 0
+    else:
+        if method == "prefix":  # keys and values of the virtual tokens join every layer's attention
+            layer += 2 * act * d.kv_dim * kw.get("num_virtual_tokens", 20) / seq_len
+        if grad_checkpointing:  # keep each layer's input; recompute one layer at a time in backward
+            saved = tokens * (d.layers * act * d.hidden + layer)
+        else:
+            saved = tokens * d.layers * layer
+        saved += tokens * (F32 * d.hidden + F32 + (act * d.hidden if head_trains else 0)
+                           + (act * d.hidden if method in ("full", "norm") else 0))  # final norm and head input
+        if method not in ("full", "prompt") and not grad_checkpointing:
+            saved -= tokens * (F32 * d.hidden + F32)  # frozen embeddings: the first norm's input needs no grad
+        held_b = act  # logits stay with the caller; log-softmax output, its gradient and the logits' gradient
+        logits_held = tokens * d.vocab * held_b
+        head_grad = d.vocab * d.hidden * wbytes if method == "full" else 0  # the head's weight gradient
+        logits_peak = max(tokens * d.vocab * (held_b + 3 * F32), tokens * d.vocab * (held_b + F32) + head_grad)
+    saved = int(saved)
+    emb_sum = 2 * d.vocab * d.hidden * wbytes if method == "full" and d.tied else 0  # tied embedding's two grads
+    overhead = CPU_OVERHEAD_BYTES if cpu else CUDA_OVERHEAD_BYTES
+
+    phases = {
+        "backward start": (0, states, saved + logits_peak),
+        "backward end": (all_grads + emb_sum, states, logits_held),
+        "optimizer step": (all_grads, states + step_temp, logits_held),
+    }
+    phase = max(phases, key=lambda p: sum(phases[p]))
+    grads, opt, acts = phases[phase]
+    details = {"all_gradients": all_grads, "optimizer_states": states, "optimizer_temp": step_temp,
+               "saved_activations": saved, "logits_at_backward_start": logits_peak, "trainable_params":
+               sum(n for n, _ in tensors), "tied_embedding_grad_sum": emb_sum}
+    return MemoryEstimate(int(weights), int(grads), int(opt), int(acts), int(overhead), phase, device, details)
+
+
+def sweep_memory(config, methods="lora", vary: str = "rank", values=(4, 8, 16, 32, 64), **kw):
+    """Predictions over one setting (``vary`` takes each of ``values``): a table for plots.memory_sweep."""
+    import pandas as pd
+
+    if vary in kw:
+        raise LabkitError(f"{vary!r} is the setting being varied: do not pass it as a fixed keyword too.")
+    rows = []
+    for method in [methods] if isinstance(methods, str) else methods:
+        for value in values:
+            args = {**kw, vary: value}
+            if vary == "rank" and method not in ("lora", "dora", "qlora"):
+                args.pop("rank")  # rank does not apply: a flat line to compare against
+            est = predict_memory(config, method, **args)
+            row = {"method": method, vary: value, **{f"{c}_gib": v for c, v in est.as_frame()["gib"].items()}}
+            rows.append({**row, "total_gib": est.total_gib, "phase": est.phase})
+    return pd.DataFrame(rows)

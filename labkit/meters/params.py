@@ -1,0 +1,183 @@
+"""Parameter accounting: per-component tables of a real model, and exact counts from a config alone."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..core import LabkitError
+from .arch import ATTN, LINEARS, MLP, dims, positive_int, resolve_targets
+
+METHODS = ("full", "lora", "dora", "qlora", "adapter", "prefix", "prompt", "ia3", "bitfit", "norm", "linear_probe")
+COMPONENTS = ("embeddings", "attention", "mlp", "norms", "head", "adapters", "other")
+IA3_DEFAULT = ("k_proj", "v_proj", "down_proj")  # peft's IA3 defaults for Llama/Mistral
+# Settings of labkit.methods specs that do not change how many parameters train.
+IGNORED_SETTINGS = {"alpha", "dropout", "lora_alpha", "lora_dropout", "grad_checkpointing", "activation",
+                    "init_text", "pooling", "layer"}
+
+# Name fragments -> component; checked in this order (adapters live inside attention/MLP modules).
+_PATTERNS = (
+    ("adapters", ("lora_", "ia3_", "prompt_encoder", ".adapter.", "prefix_encoder", "vera_", "modules_to_save")),
+    ("norms", ("norm", "ln_tuning")),
+    ("embeddings", ("embed_tokens", "wte", "wpe", "word_embeddings", "embed_positions")),
+    ("head", ("lm_head", "score.", "classifier", "head.")),
+    ("attention", ("self_attn", "attention", "attn")),
+    ("mlp", ("mlp", "feed_forward", "ffn")),
+)
+
+
+def _component(name: str) -> str:
+    for component, fragments in _PATTERNS:
+        if any(f in name for f in fragments):
+            return component
+    return "other"
+
+
+def real_numel(param) -> int:
+    """Parameters a tensor stands for: a bitsandbytes 4-bit weight packs two per byte, its quant_state knows."""
+    shape = getattr(getattr(param, "quant_state", None), "shape", None)
+    return math.prod(shape) if shape is not None else param.numel()
+
+
+def param_table(model):
+    """Total and trainable parameters per component (rows) of a model, 4-bit weights counted unpacked.
+
+    >>> param_table(model).loc["adapters", "trainable"]  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    rows = {c: [0, 0] for c in COMPONENTS}
+    for name, param in model.named_parameters():  # a tied tensor is listed once
+        n = real_numel(param)
+        row = rows[_component(name)]
+        row[0] += n
+        row[1] += n if param.requires_grad else 0
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["total", "trainable"]).astype("int64")
+    frame.index.name = "component"
+    return frame
+
+
+@dataclass(frozen=True)
+class ParamSummary:
+    """How many parameters a model has and how many train."""
+
+    total: int  # all parameters, 4-bit ones counted as parameters (not bytes)
+    trainable: int  # parameters with requires_grad
+    trainable_pct: float  # 100 * trainable / total
+
+    def __str__(self) -> str:
+        return f"trainable {self.trainable:,} of {self.total:,} parameters ({self.trainable_pct:.3g}%)"
+
+
+def param_summary(model) -> ParamSummary:
+    """Total, trainable and percent trainable (correct for 4-bit models, unlike peft's printout)."""
+    table = param_table(model)
+    total, trainable = int(table["total"].sum()), int(table["trainable"].sum())
+    return ParamSummary(total, trainable, 100.0 * trainable / total if total else 0.0)
+
+
+def storage_bytes(model) -> int:
+    """Bytes of the trainable tensors at their dtype: what one task's checkpoint must store."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def _method_settings(method: str, kw: dict) -> dict:
+    if method not in METHODS:
+        raise LabkitError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
+    kw = dict(kw)
+    aliases = {"r": "rank", "bottleneck": "adapter_size", "style": "adapter_style"}
+    for old, new in aliases.items():
+        if old in kw:
+            kw[new] = kw.pop(old)
+    if "labels" in kw:
+        labels = kw.pop("labels")
+        if kw.get("num_labels") is None:
+            kw["num_labels"] = len(labels)
+    for name in IGNORED_SETTINGS & set(kw):
+        kw.pop(name)
+    known = {"rank", "target_modules", "num_virtual_tokens", "adapter_size", "adapter_style",
+             "feedforward_modules", "num_labels"}
+    unknown = sorted(set(kw) - known)
+    if unknown:
+        raise LabkitError(f"Unknown setting(s) {unknown} for {method!r}: use {', '.join(sorted(known))}.")
+    return kw
+
+
+def trainable_tensors(config, method: str, *, rank: int = 8, target_modules=None, num_virtual_tokens: int = 20,
+                      adapter_size: int = 64, adapter_style: str = "houlsby", feedforward_modules=None,
+                      num_labels: int | None = None) -> list[tuple[int, bool]]:
+    """(size, is_base_weight) of every tensor the method trains; base weights are the model's own."""
+    d = dims(config)
+    layers = range(d.layers)
+    if method == "full":
+        sizes = [d.vocab * d.hidden] + [d.linear_params(n) for _ in layers for n in LINEARS]
+        sizes += [d.hidden] * (2 * d.layers + 1) + ([] if d.tied else [d.vocab * d.hidden])
+        return [(n, True) for n in sizes]
+    if method in ("lora", "dora", "qlora"):
+        positive_int("rank", rank, "try 8 or 16")
+        out = []
+        for name in resolve_targets(target_modules or "all-linear"):
+            fan_in, fan_out, _ = d.linear(name)
+            if rank > min(fan_in, fan_out):
+                raise LabkitError(f"rank={rank} is larger than {name} ({fan_in} -> {fan_out}) can use: pick a rank "
+                                  f"of at most {min(fan_in, fan_out)}.")
+            count = 1 if name == "lm_head" else d.layers
+            out += [(rank * fan_in, False), (fan_out * rank, False)] * count
+            out += [(fan_out, False)] * count if method == "dora" else []
+        return out
+    if method == "adapter":
+        positive_int("adapter_size", adapter_size, "the bottleneck width, try 16 or 64")
+        per_layer = {"houlsby": 2, "pfeiffer": 1}.get(adapter_style)
+        if per_layer is None:
+            raise LabkitError(f"Unknown adapter style {adapter_style!r}: use 'houlsby' or 'pfeiffer'.")
+        h, b = d.hidden, adapter_size
+        return [(h * b, False), (b, False), (b * h, False), (h, False)] * (per_layer * d.layers)
+    if method in ("prefix", "prompt"):
+        positive_int("num_virtual_tokens", num_virtual_tokens, "try 20")
+        width = d.layers * 2 * d.kv_dim if method == "prefix" else d.hidden  # peft: keys and values, GQA-sized
+        return [(num_virtual_tokens * width, False)]
+    if method == "ia3":
+        targets = resolve_targets(target_modules or IA3_DEFAULT)
+        ff = set(resolve_targets(feedforward_modules)) if feedforward_modules else {"down_proj"} & set(targets)
+        return [(d.linear(n)[0] if n in ff else d.linear(n)[1], False) for _ in layers for n in targets]
+    if method == "bitfit":
+        biases = [d.linear(n)[1] for n in ATTN if d.attn_bias] + [d.linear(n)[1] for n in MLP if d.mlp_bias]
+        return [(n, True) for _ in layers for n in biases]
+    if method == "norm":
+        return [(d.hidden, True)] * (2 * d.layers + 1)
+    if num_labels is None:  # linear_probe
+        raise LabkitError("linear_probe needs num_labels (or labels=[...]): how many classes the head predicts.")
+    positive_int("num_labels", num_labels, "the number of classes")
+    return [(d.hidden * num_labels, False), (num_labels, False)]
+
+
+def analytic_trainable_params(config, method: str, *, rank: int = 8, target_modules=None,
+                              num_virtual_tokens: int = 20, adapter_size: int = 64, num_labels: int | None = None,
+                              **method_kw) -> int:
+    """Exact trainable-parameter count of ``method`` from a config alone (peft 0.21 conventions).
+
+    ``target_modules=None`` means the method's default: all linear layers for LoRA/DoRA/QLoRA, peft's
+    k_proj, v_proj, down_proj for IA3. Settings that do not change the count (alpha, dropout...) are accepted.
+
+    >>> from transformers import LlamaConfig
+    >>> cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    ...                   num_key_value_heads=2, vocab_size=1000)
+    >>> analytic_trainable_params(cfg, "lora", rank=8)
+    16384
+    """
+    kw = _method_settings(method, {"rank": rank, "target_modules": target_modules, "adapter_size": adapter_size,
+                                   "num_virtual_tokens": num_virtual_tokens, "num_labels": num_labels, **method_kw})
+    return sum(n for n, _ in trainable_tensors(config, method, **kw))
+
+
+def analytic_total_params(config) -> int:
+    """All parameters of the base model described by ``config`` (a tied head counted once)."""
+    return dims(config).total
+
+
+def analytic_storage_bytes(config, method: str, *, dtype: str = "fp32", **method_kw) -> int:
+    """Bytes one task's checkpoint needs: the trainable parameters at ``dtype`` (fp32 4, bf16/fp16 2)."""
+    bytes_per = {"fp32": 4, "bf16": 2, "fp16": 2}
+    if dtype not in bytes_per:
+        raise LabkitError(f"Unknown storage dtype {dtype!r}: use 'fp32', 'bf16' or 'fp16'.")
+    return analytic_trainable_params(config, method, **method_kw) * bytes_per[dtype]
