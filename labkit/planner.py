@@ -104,6 +104,26 @@ def path_cost(model, path: str, tokens: float, hardware: str = "A100-80GB", *, r
                     max(1, math.ceil(fit.need_gib / fit.capacity_gib)), trainable, stored, model_gib)
 
 
+def run_cost(model, runs) -> dict:
+    """What lk.train runs of ``model`` measured and cost: tokens, FLOPs, time_s, TFLOP/s, peak memory, dollars.
+
+    ``runs`` is one lk.train result or several rounds of the same run (their tokens and times add up).
+    """
+    from . import meters
+
+    runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
+    if not runs or not all(hasattr(r, "history") and hasattr(r, "time_s") for r in runs):
+        raise LabkitError("run_cost needs lk.train results: pass one result or a list of rounds.")
+    n_all, total = meters.matmul_params(model.config), sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    tokens = sum(float(r.history["tokens"].iloc[-1]) for r in runs)
+    flops = meters.training_flops(n_all, tokens, trainable_params=None if trainable >= total else trainable)
+    time_s = sum(r.time_s for r in runs)
+    return {"trainable_params": trainable, "tokens": tokens, "flops": flops, "time_s": time_s,
+            "tflops_per_s": flops / time_s / 1e12, "peak_mem_gib": max(r.peak_mem_gib for r in runs),
+            "cost_usd_cpu_vm": time_s / 3600 * meters.get_hardware("cpu").usd_per_hour}
+
+
 @dataclass
 class Plan:
     """The planner's answer: a table of every path and the recommended one with its reasons."""

@@ -87,3 +87,25 @@ def test_panel_replans_when_a_control_moves():
     panel.data_tokens.value = 1e10
     assert panel.plan.choice is None and "nothing fits" in panel.readout.value
     assert panel.request().data_tokens == 1e10
+
+
+def test_run_cost_adds_rounds_and_counts_frozen_weights_as_4nd():
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from labkit.planner import run_cost
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+    rounds = [SimpleNamespace(history=pd.DataFrame({"tokens": [500, 1000]}), time_s=2.0, peak_mem_gib=0.5),
+              SimpleNamespace(history=pd.DataFrame({"tokens": [250, 500]}), time_s=1.0, peak_mem_gib=0.7)]
+    row = run_cost(model, rounds)
+    assert row["tokens"] == 1500 and row["time_s"] == 3.0 and row["peak_mem_gib"] == 0.7
+    assert row["flops"] == 6 * 28_192 * 1500  # every weight trains
+    assert row["cost_usd_cpu_vm"] == pytest.approx(3.0 / 3600 * meters.get_hardware("cpu").usd_per_hour)
+    model.get_input_embeddings().weight.requires_grad_(False)
+    assert run_cost(model, rounds[0])["flops"] == 4 * 28_192 * 1000 + 2 * (28_192 - 9_600) * 1000
+    with pytest.raises(LabkitError, match="lk.train results"):
+        run_cost(model, [])
