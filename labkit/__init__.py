@@ -29,7 +29,7 @@ _LAZY = {
     "load_probe": "data",
     "load_metric": "metrics",
 }
-_SUBMODULES = ("models", "data", "metrics", "meters", "plots", "methods", "train", "widgets", "grading",
+_SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "methods", "train", "widgets", "grading",
                "exercises", "notebooks")
 
 __all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup",
