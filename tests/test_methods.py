@@ -174,6 +174,18 @@ def test_trainable_count_matches_the_meters_formula(name, kwargs, tiny):
     assert meters.analytic_trainable_params(tiny[0].config, name, **settings) == real
 
 
+def test_bitfit_and_qlora_counts_match_the_meters_formula(biased, tiny_nf4):
+    from labkit import meters
+
+    model = apply_method(copy.deepcopy(biased), "bitfit")
+    real = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # biases per layer: q, o, down 32 each; k, v 16 each (2 kv heads of 8); gate, up 64 each
+    assert real == meters.analytic_trainable_params(biased.config, "bitfit") == 2 * (3 * 32 + 2 * 16 + 2 * 64)
+    model = apply_method(copy.deepcopy(tiny_nf4[0]), "qlora", rank=4)
+    real = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert real == meters.analytic_trainable_params(tiny_nf4[0].config, "qlora", rank=4)
+
+
 def test_lora_parameters_on_tiny_llama_by_hand(tiny):
     # q_proj: 64 -> 64, v_proj: 64 -> 32 (2 of 4 heads are kv heads); per layer r*(64+64) + r*(64+32); 2 layers
     qv = ["q_proj", "v_proj"]
@@ -263,6 +275,11 @@ def test_target_modules_must_exist(tiny):
 def test_prefix_and_prompt_length_must_be_positive(name, length, tiny):
     with pytest.raises(LabkitError, match="num_virtual_tokens .* must be a positive"):
         apply_method(copy.deepcopy(tiny[0]), name, num_virtual_tokens=length)
+
+
+def test_full_fine_tuning_refuses_quantized_weights(tiny_nf4):
+    with pytest.raises(LabkitError, match="cannot train 4-bit/8-bit weights.*qlora"):
+        apply_method(copy.deepcopy(tiny_nf4[0]), "full")
 
 
 def test_qlora_needs_a_4bit_model(tiny):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core import LabkitError
 from . import register_method
 
 
@@ -13,7 +14,10 @@ class FullSpec:
 
 
 def apply_full(model, cfg: FullSpec):
-    """Make every parameter of ``model`` trainable."""
+    """Make every parameter of ``model`` trainable; refuse a quantized model (its weights cannot train)."""
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        raise LabkitError("Full fine-tuning cannot train 4-bit/8-bit weights: load the model with "
+                          "quantization=None, or use method='qlora' to train LoRA on the quantized base.")
     for p in model.parameters():
         p.requires_grad_(True)
     return model

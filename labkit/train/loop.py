@@ -159,7 +159,7 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
     live = LiveLoss(label) if live_plot and in_notebook() else None
     refresh = max(1, num_steps // 50)
     losses, rows, evals = [], [], {}
-    tokens = eval_time_s = 0.0
+    tokens, eval_time_s = 0, 0.0
     model.train()
     with measure_peak_memory() as peak:
         start = time.perf_counter()
