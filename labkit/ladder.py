@@ -81,6 +81,55 @@ def run_classifier(setup: str, train_data, eval_sets: dict, *, model_name: str =
     return ClassifierRun(row=row, result=result, model=clf if keep_model else None)
 
 
+def probe_rung(feats: dict, labels: dict, *, layer: int, size: int, feature_time_s: float) -> dict:
+    """The probe rung at one data size: a scikit-learn probe on the first ``size`` cached training features.
+
+    ``feats`` and ``labels`` map set names to LayerFeatures and label lists; "train" is fitted, every other set is
+    scored. The cost is the fit time plus the share of ``feature_time_s`` (the measured forward pass over all
+    training messages) that ``size`` messages take.
+
+    >>> probe_rung(feats, labels, layer=20, size=50, feature_time_s=feats["train"].time_s)  # doctest: +SKIP
+    """
+    import time
+
+    import numpy as np
+
+    from .probes import fit_probe
+
+    total = len(labels["train"])
+    if not 0 < size <= total:
+        raise LabkitError(f"size must be between 1 and the {total} cached training messages, got {size}.")
+    start = time.perf_counter()
+    probe = fit_probe(feats["train"][layer][:size], list(labels["train"][:size]))
+    fit_time_s = time.perf_counter() - start
+    clf = probe[-1]
+    row = {"rung": "probe", "data_size": size, "trainable_params": int(clf.coef_.size + clf.intercept_.size),
+           "train_time_s": fit_time_s + feature_time_s * size / total}
+    for name in feats:
+        if name != "train":
+            row[f"{name}_accuracy"] = float(np.mean(probe.predict(feats[name][layer]) == np.asarray(labels[name])))
+    return row
+
+
+def rung_row(rung: str, size: int, run: ClassifierRun) -> dict:
+    """One ladder row from a measured fine-tuning run."""
+    if rung not in RUNGS:
+        raise LabkitError(f"Unknown rung {rung!r}: use one of {', '.join(RUNGS)}.")
+    return {"rung": rung, "data_size": size, **run.row}
+
+
+def ladder_table(rows: list[dict]):
+    """The ladder's results as a DataFrame: by data size, cheapest rung first, with the columns the walk needs."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    _check_results(table)
+    accuracy = [c for c in table.columns if c.endswith("_accuracy")]
+    table["order"] = table["rung"].map({r: i for i, r in enumerate(RUNGS)})
+    table = table.sort_values(["data_size", "order"]).reset_index(drop=True)
+    return table[["rung", "data_size", "trainable_params", "train_time_s", *accuracy]]
+
+
 def _check_results(results):
     need = {"rung", "data_size", "trainable_params", "train_time_s"}
     missing = need - set(results.columns)

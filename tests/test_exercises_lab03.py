@@ -27,7 +27,7 @@ def tokenizer():
     return load_model("tiny-llama")[1]  # the real SmolLM2 tokenizer
 
 
-@pytest.mark.parametrize("exercise, context", [(q1, ()), (q2, (None, None)), (q3, ()), (q4, (None,)), (q5, (None,))])
+@pytest.mark.parametrize("exercise, context", [(q1, ()), (q2, (None, None)), (q3, ()), (q5, (None,)), (q4, (None,))])
 def test_placeholders_are_not_attempted(exercise, context):
     assert exercise.evaluate(..., *context).status == NOT_ATTEMPTED
 
@@ -39,7 +39,7 @@ def test_q1_passes_on_solution():
     assert q1.evaluate(" b ").status == CORRECT
 
 
-@pytest.mark.parametrize("wrong, says", [("A", "flat"), ("C", "training accuracy"), ("D", "generation"),
+@pytest.mark.parametrize("wrong, says", [("A", "flat"), ("C", "chance"), ("D", "generation"),
                                          ("E", "one letter"), (2, "one letter")])
 def test_q1_rejects_wrong_statements(wrong, says):
     outcome = q1.evaluate(wrong)
@@ -125,10 +125,10 @@ def test_q3_not_attempted_inside_the_function():
     assert q3.evaluate(lambda x, y: ...).status == NOT_ATTEMPTED
 
 
-# ---- q4: tokens per word --------------------------------------------------------------------------------------------
+# ---- q5: tokens per word --------------------------------------------------------------------------------------------
 
-def test_q4_passes_on_solution(tokenizer):
-    assert q4.evaluate(run_solution(q4)["my_tokens_per_word"], tokenizer).status == CORRECT
+def test_q5_passes_on_solution(tokenizer):
+    assert q5.evaluate(run_solution(q5)["my_tokens_per_word"], tokenizer).status == CORRECT
 
 
 @pytest.mark.parametrize("wrong, says", [
@@ -138,27 +138,27 @@ def test_q4_passes_on_solution(tokenizer):
      "leading space"),
     (lambda tok, t: 1.0, "not right yet"),
 ])
-def test_q4_rejects_typical_mistakes(tokenizer, wrong, says):
-    outcome = q4.evaluate(wrong, tokenizer)
+def test_q5_rejects_typical_mistakes(tokenizer, wrong, says):
+    outcome = q5.evaluate(wrong, tokenizer)
     assert outcome.status == INCORRECT and says in outcome.message
 
 
-def test_q4_needs_the_tokenizer():
-    assert "call it as q4.check(your_answer, tokenizer)" in q4.evaluate(lambda tok, t: 1.0).message
+def test_q5_needs_the_tokenizer():
+    assert "call it as q5.check(your_answer, tokenizer)" in q5.evaluate(lambda tok, t: 1.0).message
 
 
-# ---- q5: the layer fine-tuning changed most -------------------------------------------------------------------------
+# ---- q4: the layer fine-tuning changed most -------------------------------------------------------------------------
 
 DIAG = np.array([1.0, 0.99, 0.98, 0.97, 0.80, 0.90, 0.95])
 
 
-def test_q5_passes_on_solution():
-    assert q5.evaluate(run_solution(q5, cka_diagonal=DIAG)["most_changed_layer"], DIAG).status == CORRECT
+def test_q4_passes_on_solution():
+    assert q4.evaluate(run_solution(q4, cka_diagonal=DIAG)["most_changed_layer"], DIAG).status == CORRECT
 
 
 @pytest.mark.parametrize("wrong, says", [(0, "changed least"), (5, "off by one"), (3, "off by one"),
                                          (1, "another layer"), (7, "run from 0"), (4.5, "whole number")])
-def test_q5_rejects_typical_mistakes(wrong, says):
-    outcome = q5.evaluate(wrong, DIAG)
+def test_q4_rejects_typical_mistakes(wrong, says):
+    outcome = q4.evaluate(wrong, DIAG)
     assert outcome.status == INCORRECT and says in outcome.message
     assert_not_revealed(outcome.message, 4)

@@ -99,3 +99,33 @@ def test_run_classifier_refuses_mixed_up_settings(intents):
         run_classifier("full", intents, {}, model_name="tiny-llama", freeze_k=1)
     with pytest.raises(LabkitError, match="lora_layers goes with"):
         run_classifier("full", intents, {}, model_name="tiny-llama", lora_layers=[0])
+
+
+# ---- building the results table -------------------------------------------------------------------------------------
+
+def test_probe_rung_fits_on_the_first_examples_and_scores_every_other_set():
+    import numpy as np
+
+    from labkit.ladder import ladder_table, probe_rung
+
+    rng = np.random.default_rng(0)
+    y = ["a", "b"] * 20
+    x = rng.normal(size=(2, 40, 3))
+    x[1, :, 0] += 8 * (np.array(y) == "a")
+    feats = {"train": x, "validation": x[:, :10]}
+    labels = {"train": y, "validation": y[:10]}
+    row = probe_rung(feats, labels, layer=1, size=20, feature_time_s=4.0)
+    assert row["rung"] == "probe" and row["data_size"] == 20 and row["trainable_params"] == 3 + 1  # binary: one row
+    assert row["validation_accuracy"] == 1.0 and row["train_time_s"] >= 2.0  # half of the 40 messages' 4 s
+    with pytest.raises(LabkitError, match="between 1 and the 40"):
+        probe_rung(feats, labels, layer=1, size=41, feature_time_s=4.0)
+    table = ladder_table([{**row, "rung": "full"}, row])
+    assert list(table["rung"]) == ["probe", "full"]
+    assert list(table.columns) == ["rung", "data_size", "trainable_params", "train_time_s", "validation_accuracy"]
+
+
+def test_rung_row_refuses_an_unknown_rung():
+    from labkit.ladder import rung_row
+
+    with pytest.raises(LabkitError, match="Unknown rung"):
+        rung_row("adapters", 50, None)

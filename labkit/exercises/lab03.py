@@ -1,4 +1,4 @@
-"""Lab 03 exercises: read a probe curve, pick a freeze depth under a budget, linear CKA, tokens per word."""
+"""Lab 03 exercises: read a probe curve, pick a freeze depth under a budget, linear CKA, read it, tokens per word."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from ..grading import Exercise, NotAttempted, is_placeholder
 # ---- q1: explain the probe curve ------------------------------------------------------------------------------------
 
 PROBE_STATEMENTS = {
-    "A": "The embedding layer already understands whole sentences, so transformer blocks add nothing.",
-    "B": "Averaging token embeddings gives a bag of words, and these intents are mostly told apart by their "
-         "words, so even layer 0 is linearly separable to a large degree; the blocks mix in context.",
-    "C": "The probe at layer 0 overfits: a logistic regression with 4,616 weights memorises the training set.",
+    "A": "The embedding layer already understands whole sentences, so the transformer blocks add nothing.",
+    "B": "A mean of token embeddings is a bag of words, and these intents differ largely in their words, so layer 0 "
+         "is already far above chance; the blocks add context on top.",
+    "C": "Layer 0 is above chance only by luck: with 8 classes, a probe on random features would score about as well.",
     "D": "The probe reads the model's answer to the question, which the chat model was trained to give.",
 }
 
@@ -22,8 +22,7 @@ def _check_statement(answer, *context):
     return {
         "A": "if that were so, the curve would be flat; look at how accuracy changes after layer 0.",
         "B": None,
-        "C": "overfitting would show as high training accuracy with low validation accuracy; compare the two "
-             "columns of the table at layer 0.",
+        "C": "chance with 8 balanced classes is 1 in 8: compare the layer-0 accuracy with the chance line in the plot.",
         "D": "the probe never runs the model's generation: it reads a mean-pooled hidden state.",
     }[choice]
 
@@ -172,7 +171,45 @@ q3 = Exercise(
 )
 
 
-# ---- q4: tokens per word --------------------------------------------------------------------------------------------
+# ---- q4: which layer did fine-tuning change most? -------------------------------------------------------------------
+
+def _most_changed(cka_diagonal):
+    import numpy as np
+
+    return int(np.argmin(np.asarray(cka_diagonal)))
+
+
+def _check_changed(answer, cka_diagonal):
+    import numpy as np
+
+    if is_placeholder(answer):
+        raise NotAttempted
+    if isinstance(answer, bool) or not float(answer).is_integer():
+        return "answer with a layer index (a whole number; 0 is the embeddings)."
+    diag = np.asarray(cka_diagonal)
+    k = int(answer)
+    if not 0 <= k < len(diag):
+        return f"layer indices run from 0 (embeddings) to {len(diag) - 1} (the final, normalised output)."
+    if k == _most_changed(diag):
+        return None
+    if k == int(np.argmax(diag)):
+        return "that layer changed least (highest CKA with its old self); look for the lowest similarity."
+    if k - 1 == _most_changed(diag) or k + 1 == _most_changed(diag):
+        return "off by one: the index is the position on the diagonal, with 0 for the embeddings."
+    return "another layer has a lower CKA with its pretrained self."
+
+
+q4 = Exercise(
+    "q4", lab="lab03", title="The layer fine-tuning changed most",
+    checker=_check_changed,
+    context=("cka_diagonal",),
+    hints=("The diagonal of the heatmap compares each layer after fine-tuning with the same layer before.",
+           "Lower CKA means more change: np.argmin gives the position of the smallest value."),
+    solution_code="most_changed_layer = int(np.argmin(cka_diagonal))",
+)
+
+
+# ---- q5: tokens per word --------------------------------------------------------------------------------------------
 
 TPW_TEXTS = ("The roostmaster saw scalebloom on the Quillothrax before the emberfast.",
              "Please send someone to feed my dragon today.",
@@ -219,8 +256,8 @@ def _check_tpw(func, tokenizer):
     return None
 
 
-q4 = Exercise(
-    "q4", lab="lab03", title="Tokens per word",
+q5 = Exercise(
+    "q5", lab="lab03", title="Tokens per word",
     checker=_check_tpw,
     context=("tokenizer",),
     hints=("Words: text.split(). Tokens: tokenizer(text, add_special_tokens=False)['input_ids'].",
@@ -228,42 +265,4 @@ q4 = Exercise(
     solution_code="def my_tokens_per_word(tokenizer, text):\n"
                   "    ids = tokenizer(text, add_special_tokens=False)['input_ids']\n"
                   "    return len(ids) / len(text.split())",
-)
-
-
-# ---- q5: which block did fine-tuning change most? -------------------------------------------------------------------
-
-def _most_changed(cka_diagonal):
-    import numpy as np
-
-    return int(np.argmin(np.asarray(cka_diagonal)))
-
-
-def _check_changed(answer, cka_diagonal):
-    import numpy as np
-
-    if is_placeholder(answer):
-        raise NotAttempted
-    if isinstance(answer, bool) or not float(answer).is_integer():
-        return "answer with a layer index (a whole number; 0 is the embeddings)."
-    diag = np.asarray(cka_diagonal)
-    k = int(answer)
-    if not 0 <= k < len(diag):
-        return f"layer indices run from 0 (embeddings) to {len(diag) - 1} (the final, normalised output)."
-    if k == _most_changed(diag):
-        return None
-    if k == int(np.argmax(diag)):
-        return "that layer changed least (highest CKA with its old self); look for the lowest similarity."
-    if k - 1 == _most_changed(diag) or k + 1 == _most_changed(diag):
-        return "off by one: the index is the position on the diagonal, with 0 for the embeddings."
-    return "another layer has a lower CKA with its pretrained self."
-
-
-q5 = Exercise(
-    "q5", lab="lab03", title="The layer fine-tuning changed most",
-    checker=_check_changed,
-    context=("cka_diagonal",),
-    hints=("The diagonal of the heatmap compares each layer after fine-tuning with the same layer before.",
-           "Lower CKA means more change: np.argmin gives the position of the smallest value."),
-    solution_code="most_changed_layer = int(np.argmin(cka_diagonal))",
 )
