@@ -300,3 +300,30 @@ def test_will_it_fit_from_config_alone():
     table = compare_costs("HuggingFaceTB/SmolLM2-135M", 1e6, hardware=["T4", "H100"])
     assert set(table["method"]) == {"full", "lora", "qlora"} and len(table) == 6
     assert (table["cost_usd"] > 0).all() and table["fits"].all()
+
+
+def test_every_registered_method_has_a_prediction():
+    from labkit.methods import list_methods
+
+    for name in list_methods():
+        kw = {"labels": ["yes", "no"], "pooling": "mean"} if name == "linear_probe" else {"alpha": 16.0}
+        if name == "bitfit":
+            assert predict_memory(tiny_config(attention_bias=True), name).total > 0
+            continue
+        est = predict_memory(tiny_config(), name, **kw)
+        assert est.total > est.weights > 0 and est.phase, name
+
+
+def test_keep_logits_adds_one_copy_of_the_logits():
+    base = predict_memory(tiny_config(), "lora", batch_size=2, seq_len=16)
+    kept = predict_memory(tiny_config(), "lora", batch_size=2, seq_len=16, keep_logits=True)
+    assert kept.total - base.total == 2 * 16 * 1000 * 4
+
+
+def test_measure_peak_memory_fallback_says_it_cannot_reset(monkeypatch):
+    from labkit.meters import measure
+
+    monkeypatch.setattr(measure, "_reset_hwm", lambda: False)
+    with measure_peak_memory("cpu") as mem:
+        x = torch.ones(10_000_000)
+    assert "cannot reset" in mem.note and mem.peak_bytes >= 0 and x.numel() == 10_000_000

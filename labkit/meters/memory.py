@@ -111,12 +111,14 @@ def _layer_bytes(d, method, targets, ia3_ff, rank, act, adapter_size, per_adapte
 def predict_memory(config, method: str = "lora", *, rank: int = 8, target_modules=None, dtype: str = "fp32",
                    quantization: str | None = None, double_quant: bool = True, optimizer: str = "adamw",
                    batch_size: int = 4, seq_len: int = 128, grad_checkpointing: bool = False,
-                   num_virtual_tokens: int = 20, device: str = "cpu", **method_kw) -> MemoryEstimate:
+                   num_virtual_tokens: int = 20, device: str = "cpu", keep_logits: bool = False,
+                   **method_kw) -> MemoryEstimate:
     """Predict the peak memory of one training step (from step 2 on) for ``method`` on ``config``.
 
     Assumes the usual recipes: peft keeps adapters in fp32; a quantized model is prepared with peft's
-    prepare_model_for_kbit_training (non-quantized weights and the residual stream in fp32); the loop keeps the
-    model output (logits) until the step ends; AdamW is torch's (single-tensor on the CPU, fused on CUDA).
+    prepare_model_for_kbit_training (non-quantized weights and the residual stream in fp32); the loop keeps only
+    the loss, as ``loss = model(**batch).loss`` does (``keep_logits=True`` if it keeps the whole output through
+    backward); AdamW is torch's (single-tensor on the CPU, fused on CUDA).
 
     >>> from labkit.meters import KNOWN_CONFIGS
     >>> est = predict_memory(KNOWN_CONFIGS["mistralai/Mistral-7B-v0.3"], "qlora", rank=16, dtype="fp16",
@@ -200,7 +202,7 @@ def predict_memory(config, method: str = "lora", *, rank: int = 8, target_module
                            + (act * d.hidden if method in ("full", "norm") else 0))  # final norm and head input
         if method not in ("full", "prompt") and not grad_checkpointing:
             saved -= tokens * (F32 * d.hidden + F32)  # frozen embeddings: the first norm's input needs no grad
-        held_b = act  # logits stay with the caller; log-softmax output, its gradient and the logits' gradient
+        held_b = act if keep_logits else 0  # logits kept by the caller; log-softmax output and two gradients
         logits_held = tokens * d.vocab * held_b
         head_grad = d.vocab * d.hidden * wbytes if method == "full" else 0  # the head's weight gradient
         logits_peak = max(tokens * d.vocab * (held_b + 3 * F32), tokens * d.vocab * (held_b + F32) + head_grad)
