@@ -37,6 +37,7 @@ LAB_SETTINGS = {
 CELL = ".jp-Notebook .jp-Cell"
 CODE_CELL = ".jp-Notebook .jp-CodeCell"
 OUTPUT = ".jp-Notebook .jp-OutputArea-output"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 # A traceback as IPython prints it ("ZeroDivisionError   Traceback (most recent call last)") or a bare
 # "SomethingError: message" line (syntax errors); stderr warnings do not match.
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception): ", re.MULTILINE)
@@ -245,6 +246,22 @@ class Notebook:
         if shown:
             ends = ["\n".join(text.strip().splitlines()[-3:]) for text in shown]
             raise AssertionError(f"{self.name} shows {len(shown)} traceback(s):\n" + "\n---\n".join(ends))
+
+    def figures(self, timeout_s: float = 15) -> tuple[int, int]:
+        """(plotly figures the kernel sent, figures the page drew), waiting up to ``timeout_s`` for them to draw.
+
+        A figure that fails in the browser shows no traceback and leaves no output element, so the count sent is
+        read from the saved notebook. FigureWidgets (widget outputs) are not counted here.
+        """
+        import nbformat
+
+        notebook = nbformat.read(self.save(), as_version=4)
+        sent = sum(PLOTLY_MIME in out.get("data", {}) for cell in notebook.cells for out in cell.get("outputs", []))
+        drawn = self.page.locator(f"{OUTPUT}.js-plotly-plot").filter(has=self.page.locator("svg.main-svg"))
+        deadline = time.monotonic() + timeout_s
+        while drawn.count() < sent and time.monotonic() < deadline:
+            time.sleep(0.25)
+        return sent, drawn.count()
 
     def saved_errors(self) -> list[str]:
         """Save the notebook, then list its ``error`` outputs as 'ename: evalue' (exact, from the .ipynb)."""

@@ -17,4 +17,6 @@ def test_lab00_runs_without_errors(open_notebook, shot):
     notebook.assert_no_tracebacks()
     assert notebook.saved_errors() == []
     assert notebook.unexecuted_code_cells() == [], "Run All stopped before the last cell"
+    sent, drawn = notebook.figures()
+    assert drawn == sent, f"{sent - drawn} of {sent} plotly figures drew nothing"
     assert any("labkit ready" in text for text in notebook.page.locator(".jp-OutputArea-output").all_inner_texts())
