@@ -214,14 +214,14 @@ class Notebook:
         self.page.keyboard.press("Escape")
 
     def run_through(self, index: int, timeout_s: float = 600) -> None:
-        """Run every cell above ``index`` (Run > Run All Above Selected Cell), then that cell (Shift+Enter)."""
+        """Run every cell above ``index`` (Run > Run All Above Selected Cell), then that cell (Ctrl+Enter)."""
         self.select_cell(index)
         if index > 0:
             self.run_menu("Run All Above Selected Cell")
             self.page.wait_for_timeout(500)
             self.wait_idle(timeout_s)
         self.select_cell(index)
-        self.page.keyboard.press("Shift+Enter")
+        self.page.keyboard.press("Control+Enter")  # runs in place: no new cell when it is the last one
         self.page.wait_for_timeout(500)
         self.wait_idle(timeout_s)
 
@@ -358,8 +358,12 @@ class ExplorerView:
     def method(self) -> str:
         return self._control("widget-dropdown", "method").locator("select").input_value()
 
+    def slider(self, label: str) -> int:
+        """The number a slider's readout shows, e.g. ``slider("batch")``."""
+        return int(self._control("widget-slider", label).locator(".widget-readout").inner_text())
+
     def rank(self) -> int:
-        return int(self._control("widget-slider", "rank").locator(".widget-readout").inner_text())
+        return self.slider("rank")
 
     def targets(self) -> list[str]:
         """The target layers selected in the "targets" list."""

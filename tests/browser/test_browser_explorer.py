@@ -5,7 +5,8 @@ The numbers on screen must be the kit's own: ``meters.analytic_trainable_params`
 
 Lab 01 contract: the explorer's cell in ``labs/01_paradigms.ipynb`` carries the cell tag ``method-explorer`` (or a
 ``# method-explorer`` comment line) and displays ``lk.widgets.method_explorer("smollm2-135m")`` with its default
-controls (method "lora", rank 8, batch 4, seq_len 128, base "none"; the targets are read from the page).
+controls for method, rank and base (method "lora", rank 8, base "none"); targets, batch and seq_len are read
+from the page.
 """
 
 from __future__ import annotations
@@ -68,10 +69,11 @@ def kit():
 
     config = AutoConfig.from_pretrained(prepare_offline_model())
 
-    def compute(method: str, rank: int, targets: list[str]) -> tuple[int, list[dict]]:
+    def compute(method: str, rank: int, targets: list[str], batch_size: int, seq_len: int) -> tuple[int, list[dict]]:
         kwargs = {"rank": rank, "target_modules": targets} if method in ("lora", "dora") else {}
         trainable = meters.analytic_trainable_params(config, method, **kwargs)
-        estimate = meters.predict_memory(config, method, batch_size=4, seq_len=128, quantization=None, **kwargs)
+        estimate = meters.predict_memory(config, method, batch_size=batch_size, seq_len=seq_len, quantization=None,
+                                         **kwargs)
         return trainable, traces(plots.memory_breakdown(estimate))
     return compute
 
@@ -104,36 +106,36 @@ def test_method_explorer_follows_the_controls(explorer_notebook, open_notebook, 
     notebook.screenshot(shot("before"))
     notebook.screenshot_cell(index, shot("before-explorer"))
 
-    targets = explorer.targets()
+    targets, shape = explorer.targets(), (explorer.slider("batch"), explorer.slider("seq_len"))
     assert (explorer.method(), explorer.rank()) == ("lora", 8)
     assert tuple(sorted(targets)) in LORA_R8, f"unexpected default targets {targets}: update LORA_R8"
     r8 = LORA_R8[tuple(sorted(targets))]
-    assert explorer.trainable() == r8 == kit("lora", 8, targets)[0]
-    assert_figure_matches(explorer.figure(), kit("lora", 8, targets)[1])
+    assert explorer.trainable() == r8 == kit("lora", 8, targets, *shape)[0]
+    assert_figure_matches(explorer.figure(), kit("lora", 8, targets, *shape)[1])
     first = explorer.state()
 
     explorer.type_rank(64)  # typed into the slider's readout
     explorer.wait_change(first)
     assert explorer.rank() == 64
-    assert explorer.trainable() == 8 * r8 == kit("lora", 64, targets)[0]
-    assert_figure_matches(explorer.figure(), kit("lora", 64, targets)[1])
+    assert explorer.trainable() == 8 * r8 == kit("lora", 64, targets, *shape)[0]
+    assert_figure_matches(explorer.figure(), kit("lora", 64, targets, *shape)[1])
 
     before = explorer.state()
     explorer.nudge_rank("ArrowRight")  # keyboard on the slider handle: one step up
     explorer.wait_change(before)
     assert explorer.rank() == 65
-    assert explorer.trainable() == kit("lora", 65, targets)[0]
+    assert explorer.trainable() == kit("lora", 65, targets, *shape)[0]
 
     before = explorer.state()
     explorer.choose_method("dora")  # the dropdown, as a learner picks it
     explorer.wait_change(before)
-    assert explorer.trainable() == kit("dora", 65, targets)[0]
-    assert_figure_matches(explorer.figure(), kit("dora", 65, targets)[1])
+    assert explorer.trainable() == kit("dora", 65, targets, *shape)[0]
+    assert_figure_matches(explorer.figure(), kit("dora", 65, targets, *shape)[1])
 
     before = explorer.state()
     explorer.choose_method("full")
     explorer.wait_change(before)
-    trainable, figure = kit("full", 65, targets)
+    trainable, figure = kit("full", 65, targets, *shape)
     assert explorer.trainable() == trainable == 134_515_008
     assert_figure_matches(explorer.figure(), figure)
     assert explorer.bar_shapes() != first[2], "the drawn bars look the same after switching to full fine-tuning"
