@@ -153,15 +153,17 @@ class MethodExplorer:
             self.hint.value = f"<small>rank sets: {SIZE_SETTING.get(name, 'nothing for this method')}</small>"
         finally:
             self._busy = False
-        kwargs = self.method_kwargs()
-        trainable = meters.analytic_trainable_params(self.config, name, **kwargs)
         total = meters.analytic_total_params(self.config)
         run_id = self._keys.get(self.key())
         row = self.runs.loc[run_id] if run_id is not None else None
-        try:
+        trainable = 0
+        try:  # e.g. no target layer selected, or full fine-tuning of a 4-bit base: say why, keep the last figure
+            if name in TARGETED and not self.targets.value:
+                raise LabkitError("Select at least one target layer (ctrl- or shift-click to pick several).")
+            trainable = meters.analytic_trainable_params(self.config, name, **self.method_kwargs())
             estimate = self._predict()
             cost_usd, time_s = self._cost(trainable)
-        except LabkitError as err:  # e.g. full fine-tuning of a 4-bit base: say why, keep the last figure
+        except LabkitError as err:
             self.readout.value = self._readout_html(trainable, total, None, None, row, error=str(err))
             self._highlight(run_id)
             return

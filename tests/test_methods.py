@@ -293,6 +293,14 @@ def test_qlora_refused_where_bitsandbytes_cannot_run(tiny, monkeypatch):
         apply_method(copy.deepcopy(tiny[0]), "qlora")
 
 
+def test_the_biased_tiny_model_gives_bitfit_fourteen_bias_vectors():
+    from labkit.methods.bitfit import tiny_model_with_biases
+
+    model = apply_method(tiny_model_with_biases(), "bitfit")
+    assert len(trainable_names(model)) == 14  # 7 linear layers x 2 decoder layers
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 2 * (64 + 32 + 32 + 64 + 128 + 128 + 64)
+
+
 def test_bitfit_on_a_bias_free_model_points_to_norm_tuning(tiny):
     with pytest.raises(LabkitError, match="has none.*method='norm'"):
         apply_method(copy.deepcopy(tiny[0]), "bitfit")

@@ -110,6 +110,17 @@ def test_training_adds_a_run_and_returning_to_its_setting_shows_it(explorer):
     assert "lk-runs" in explorer.table.value
 
 
+def test_impossible_settings_are_explained_in_the_readout(explorer):
+    explorer.targets.value = ()
+    assert "lk-error" in explorer.readout.value and value(explorer, "lk-trainable") == 0
+    explorer.targets.value = ("q_proj",)
+    explorer.method.value = "full"
+    explorer.quantization.value = "nf4"
+    assert "cannot be quantized" in explorer.readout.value
+    explorer.quantization.value = "none"
+    assert "lk-error" not in explorer.readout.value
+
+
 def test_a_refused_run_explains_itself_and_adds_nothing(explorer):
     explorer.method.value = "bitfit"
     assert explorer.train_now(1) is None

@@ -19,7 +19,8 @@ def apply_bitfit(model, cfg: BitFitSpec):
     if not biases:
         arch = getattr(model.config, "model_type", "this model")
         raise LabkitError(f"BitFit trains only bias terms, and {arch} has none (Llama, Mistral and SmolLM2 layers are "
-                          "bias-free): use method='norm' (train the normalisation weights), the nearest analogue.")
+                          "bias-free): use method='norm' (train the normalisation weights), the nearest analogue, or "
+                          "try BitFit on labkit.methods.bitfit.tiny_model_with_biases().")
     freeze(model)
     for p in biases:
         p.requires_grad_(True)
@@ -33,3 +34,20 @@ register_method(
     stores="the bias vectors only",
     trainable=(r"\.bias$",),
 )
+
+
+def tiny_model_with_biases(seed: int = 0):
+    """A tiny random Llama whose linear layers have biases (attention_bias, mlp_bias), to try BitFit on.
+
+    >>> model = tiny_model_with_biases()  # doctest: +SKIP
+    >>> model = apply_method(model, "bitfit")  # 14 bias vectors train  # doctest: +SKIP
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True, attention_bias=True,
+                      mlp_bias=True)  # tiny-llama's sizes (SmolLM2's vocabulary), plus biases
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(cfg).eval()
