@@ -194,8 +194,8 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
             if (bar is not None or live is not None) and (step % refresh == 0 or step == num_steps):
                 values = torch.stack(losses[-refresh:]).tolist()  # one sync per refresh, not per step
                 if bar is not None:
-                    bar.update(refresh if step % refresh == 0 else step % refresh)
                     bar.set_postfix(loss=f"{values[-1]:.3f}", refresh=False)
+                    bar.update(refresh if step % refresh == 0 else step % refresh)
                 if live is not None:
                     live.update(_history(rows, losses, evals))
         time_s = time.perf_counter() - start - eval_time_s
