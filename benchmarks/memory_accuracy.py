@@ -41,21 +41,6 @@ def _method_kwargs(method: str) -> dict:
     return {"rank": 8, "alpha": 16.0, "target_modules": QKVO} if method in ("lora", "qlora") else {}
 
 
-def _release_file_mapping(model) -> bool:
-    """Copy tensors that still point into a memory-mapped .safetensors file; True if there was one.
-
-    After a 4-bit load the non-quantized weights (embeddings, norms) are views into the mapped fp32 file, which
-    keeps every page read during quantization resident (~0.4 GB for SmolLM2). Copying them releases the map.
-    """
-    with open("/proc/self/maps") as f:
-        if ".safetensors" not in f.read():
-            return False
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if type(tensor).__name__ != "Params4bit":
-            tensor.data = tensor.data.clone()
-    return True
-
-
 def _load(name: str, quantization):
     """A labkit preset, or "micro": a 2-layer, 64-wide Llama with a 1,000-token vocabulary (calibration)."""
     import labkit as lk
@@ -85,13 +70,9 @@ def run_one(name: str, method: str, optimizer: str, ckpt: bool, steps: int) -> d
     warm(input_ids=ids, labels=ids).loss.backward()
     del warm, ids
     gc.collect()
-    released = False
     step_s = []
     with meters.measure_peak_memory("cpu") as peak:
-        model = _load(name, quantization)
-        if quantization:
-            released = _release_file_mapping(model)
-            gc.collect()
+        model = _load(name, quantization)  # load_model copies 4-bit models' unquantized weights out of the file map
         model = lk.apply_method(model, method, **_method_kwargs(method))
         if ckpt:
             model.config.use_cache = False
@@ -121,7 +102,7 @@ def run_one(name: str, method: str, optimizer: str, ckpt: bool, steps: int) -> d
     return {"model": name, "method": method, "optimizer": optimizer, "ckpt": ckpt,
             "trainable": sum(p.numel() for p in params), "predicted_mib": est.total / MIB,
             "measured_mib": peak.peak_bytes / MIB, "phase": est.phase, "s_per_step": sum(step_s[1:]) / (steps - 1),
-            "released_file_map": released, **{f"pred_{k}_mib": v / MIB for k, v in est.as_frame()["bytes"].items()}}
+            **{f"pred_{k}_mib": v / MIB for k, v in est.as_frame()["bytes"].items()}}
 
 
 def main() -> None:
@@ -161,9 +142,6 @@ def main() -> None:
         parts = ["model", "method", "optimizer", "ckpt"] + [c for c in table if c.startswith("pred_")]
         print("\nPredicted breakdown (MiB):")
         print(table[parts].to_string(index=False, float_format=lambda v: f"{v:.0f}"))
-    if table["released_file_map"].any():
-        print("\nnote: after the 4-bit load the fp32 .safetensors file stayed memory-mapped (non-quantized weights "
-              "are views into it); the benchmark copied those tensors so the map was released.")
     if args.calibrate:
         rest = table["measured_mib"] - table["predicted_mib"] + table["pred_overhead_mib"]
         print(f"measured minus predicted tensors (MiB): {', '.join(f'{v:.1f}' for v in rest)}")

@@ -32,8 +32,10 @@ _LAZY = {
 _SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "methods", "train", "widgets", "grading",
                "exercises", "notebooks")
 
-__all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup",
-           *_LAZY, *_SUBMODULES]
+__all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup",  # noqa: RUF022
+           "load_model", "MODEL_PRESETS", "train", "get_method", "apply_method", "list_methods", "load_corpus",
+           "load_intents", "load_instructions", "load_probe", "load_metric", "models", "doctor", "data", "metrics",
+           "meters", "plots", "methods", "widgets", "grading", "exercises", "notebooks"]
 
 
 def __getattr__(name: str):

