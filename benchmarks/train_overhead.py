@@ -2,7 +2,8 @@
 
 All three train the same LoRA adapter (reset to the same start) on the same packed batches in one process;
 each is timed from its first step to its last, and the best of ``--rounds`` interleaved runs is kept (the
-machine may be shared). Prints ``throughput_ratio: X`` (kit / plain; the goal is X >= 0.95).
+machine may be shared). Prints ``throughput_ratio: X`` (kit / plain; the goal is X >= 0.95), the ratio against
+Trainer, and finally what ``exact_memory=True`` costs (it changes the C allocator for the rest of the process).
 
     python benchmarks/train_overhead.py                 # smollm2-135m, batch 4 x 128, 6 steps, 2 rounds
     python benchmarks/train_overhead.py --model tiny-llama --steps 20
@@ -56,10 +57,10 @@ def main() -> None:
             for p, p0 in zip(params, start_state):
                 p.copy_(p0)
 
-    def run_kit() -> float:
+    def run_kit(exact_memory: bool = False) -> float:
         reset()
         result = train(model, tokenizer, data, objective="causal_lm", num_steps=steps, batch_size=bs,
-                       seq_len=args.seq_len, lr=lr, progress=False, live_plot=False)
+                       seq_len=args.seq_len, lr=lr, progress=False, live_plot=False, exact_memory=exact_memory)
         return result.tokens_per_s
 
     def run_plain() -> float:
@@ -103,6 +104,10 @@ def main() -> None:
 
     print(f"{args.model}, LoRA r=8 q/k/v/o, batch {bs} x {args.seq_len}, {steps} steps, "
           f"{args.rounds} rounds, {torch.get_num_threads()} threads")
+    from labkit.meters import measure
+
+    if getattr(measure, "_PINNED", False):
+        print("note: the allocator was already pinned (exact memory mode) before the benchmark started")
     run_plain()  # warm-up: first-call allocations and kernel choices
     kit, plain, trainer = [], [], []
     for r in range(args.rounds):
@@ -117,6 +122,10 @@ def main() -> None:
         trainer.append(run_trainer())
         print(f"trainer_tokens_per_s: {trainer[-1]:.1f}")
         print(f"throughput_ratio_vs_trainer: {max(kit) / trainer[-1]:.3f}")
+    # Last, because it lasts for the rest of the process: exact_memory=True returns freed memory to the OS.
+    exact = run_kit(exact_memory=True)
+    print(f"exact_memory_tokens_per_s: {exact:.1f}")
+    print(f"exact_memory_ratio: {exact / max(kit):.3f}  (kit with exact_memory=True / kit default)")
 
 
 if __name__ == "__main__":

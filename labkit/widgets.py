@@ -248,12 +248,13 @@ class MethodExplorer:
             kwargs.pop("num_labels", None)
             if labels is not None:
                 kwargs["labels"] = labels
-            with meters.measure_peak_memory() as mem:  # the copy of the weights counts too, as in the prediction
+            # the copy of the weights counts too, as in the prediction; exact: freed memory returns to the OS
+            with meters.measure_peak_memory(pin_allocator=True) as mem:
                 model, tokenizer = self._fresh_model(quant)
                 model = apply_method(model, "qlora" if quant == "nf4" else name, **kwargs)
                 result = train(model, tokenizer, train_set, num_steps=num_steps, batch_size=self.batch_size.value,
                                seq_len=self.seq_len.value, lr=LEARNING_RATES.get(name, 2e-4), progress=False,
-                               live_plot=False, label=f"run {len(self.runs) + 1}")
+                               live_plot=False, label=f"run {len(self.runs) + 1}", exact_memory=True)
             with tempfile.TemporaryDirectory() as folder:
                 stored_bytes = save_trainable(model, folder).stat().st_size
             del model

@@ -224,3 +224,15 @@ def test_outside_notebooks_nothing_is_displayed(lora, tiny, monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
     train(lora, tiny[1], _ids(), num_steps=2, batch_size=2, seq_len=8, progress=False, live_plot=True)
     assert shown == []
+
+
+def test_exact_memory_is_asked_of_the_meter_only_when_wanted(lora, tiny, monkeypatch):
+    from labkit import meters
+
+    asked = []
+    real = meters.measure_peak_memory
+    monkeypatch.setattr(meters, "measure_peak_memory", lambda **kw: asked.append(kw) or real(pin_allocator=False))
+    train(lora, tiny[1], _ids(), num_steps=1, batch_size=2, seq_len=8, **QUIET)
+    result = train(lora, tiny[1], _ids(), num_steps=1, batch_size=2, seq_len=8, exact_memory=True, **QUIET)
+    assert asked == [{"pin_allocator": False}, {"pin_allocator": True}]
+    assert result.settings["exact_memory"] is True

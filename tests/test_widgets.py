@@ -25,6 +25,12 @@ def tiny():
     return load_model("tiny-llama")
 
 
+@pytest.fixture(autouse=True)
+def keep_the_allocator(monkeypatch):
+    """The explorer measures with exact_memory, which would change malloc for the rest of the test process."""
+    monkeypatch.setattr("labkit.meters.measure.pin_glibc_allocator", lambda: False)
+
+
 @pytest.fixture()
 def explorer(tiny):
     data = datasets.Dataset.from_dict({"instruction": ["Who keeps the north light?", "Name the ferry."] * 4,

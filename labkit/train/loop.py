@@ -19,7 +19,7 @@ class TrainResult:
     """What one training run measured."""
 
     history: object  # pandas DataFrame, one row per step: step, loss, tokens, lr, time_s, eval_* columns
-    peak_mem_gib: float  # measured peak during training above the memory in use before it (weights excluded)
+    peak_mem_gib: float  # measured peak during training above the memory in use before it (see exact_memory)
     tokens_per_s: float  # input tokens processed per second of training (evaluation time excluded)
     time_s: float  # training wall time (evaluation excluded)
     time_per_step_s: float  # time_s / num_steps
@@ -103,11 +103,16 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
           eval_limit: int | None = None, grad_checkpointing: bool = False, optimizer: str = "adamw",
           weight_decay: float = 0.0, warmup_steps: int = 0, schedule: str = "constant",
           max_grad_norm: float | None = 1.0, mixed_precision: str = "auto", seed: int = 0, live_plot: bool = True,
-          progress: bool = True, label: str = "run") -> TrainResult:
+          progress: bool = True, label: str = "run", exact_memory: bool = False) -> TrainResult:
     """Train the trainable parameters of ``model`` on ``data``; return the history and what was measured.
 
     ``objective`` is "causal_lm" (text), "sft" (instruction/answer, loss on the answer only), "classification"
     (text/label, needs a classifier head) or "auto" (guessed from the columns).
+
+    On the CPU the peak is the process's peak resident size, which includes memory the C allocator keeps for
+    reuse. ``exact_memory=True`` makes freed memory go back to the OS (meters.pin_glibc_allocator), so the peak
+    tracks live tensors as meters.predict_memory does; training is then slower (every large tensor is a fresh
+    mapping: ~1.4x per step on the course machine), and the setting stays for the rest of the process.
 
     >>> result = train(model, tokenizer, lk.data.load_instructions()["train"], num_steps=20)  # doctest: +SKIP
     >>> result.history.tail()  # doctest: +SKIP
@@ -161,7 +166,7 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
     losses, rows, evals = [], [], {}
     tokens, eval_time_s = 0, 0.0
     model.train()
-    with measure_peak_memory() as peak:
+    with measure_peak_memory(pin_allocator=exact_memory) as peak:
         start = time.perf_counter()
         for step in range(1, num_steps + 1):
             step_loss = 0.0
@@ -209,7 +214,7 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
         print("labkit: the loss became NaN/inf; lower lr (e.g. by 10x) or use mixed_precision='no'.")
     settings = {"objective": objective, "num_steps": num_steps, "batch_size": batch_size, "seq_len": seq_len,
                 "lr": lr, "grad_accum": grad_accum, "optimizer": optimizer, "grad_checkpointing": grad_checkpointing,
-                "seed": seed}
+                "seed": seed, "exact_memory": exact_memory}
     return TrainResult(history=pd.DataFrame(history), peak_mem_gib=peak.peak_gib, tokens_per_s=tokens / time_s,
                        time_s=time_s, time_per_step_s=time_s / num_steps, num_steps=num_steps, label=label,
                        settings=settings)
