@@ -35,7 +35,7 @@ setup: $(STAMP)  ## install everything and prepare the offline model cache
 	$(BIN)/python -m labkit prepare
 
 lab: setup  ## open the labs in JupyterLab (stop it with Ctrl-C twice)
-	$(BIN)/jupyter lab --notebook-dir=labs --port=$(PORT)
+	$(BIN)/jupyter lab --notebook-dir=labs --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup  ## unit tests + every notebook (solution and learner versions), offline, fast mode
 	LABKIT_FAST=1 $(BIN)/python -m pytest tests labs --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
