@@ -94,12 +94,16 @@ def shot(request):
 def page(browser_context, lab, request):
     """A fresh tab; on failure it leaves a screenshot, and it always shuts the kernels it started down."""
     tab = browser_context.new_page()
+    console = []  # browser console errors and warnings: saved next to the screenshot when the test fails
+    tab.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}") if msg.type in ("error", "warning")
+           else None)
     yield tab
     report = getattr(request.node, "report_call", None)
     try:
         if report is not None and report.failed:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             tab.screenshot(path=str(artifact(request, "failure")), full_page=True)
+            artifact(request, "console").with_suffix(".txt").write_text("\n".join(console))
     finally:
         tab.close()
         for kernel in lab.api("kernels"):

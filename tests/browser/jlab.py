@@ -220,8 +220,12 @@ class Notebook:
             self.run_menu("Run All Above Selected Cell")
             self.page.wait_for_timeout(500)
             self.wait_idle(timeout_s)
+        self.run_cell(index, timeout_s)
+
+    def run_cell(self, index: int, timeout_s: float = 600) -> None:
+        """Run the cell at ``index`` in place (Ctrl+Enter: no new cell when it is the last one)."""
         self.select_cell(index)
-        self.page.keyboard.press("Control+Enter")  # runs in place: no new cell when it is the last one
+        self.page.keyboard.press("Control+Enter")
         self.page.wait_for_timeout(500)
         self.wait_idle(timeout_s)
 
@@ -329,8 +333,18 @@ class ExplorerView:
         self.page = cell.page
 
     def wait_rendered(self, timeout_s: float = 60) -> ExplorerView:
+        """Wait for the readout and for the memory figure's bars (a FigureWidget first draws empty axes)."""
         self.cell.locator(".lk-trainable").first.wait_for(timeout=timeout_s * 1000)
-        self.cell.locator(".js-plotly-plot svg.main-svg").first.wait_for(timeout=timeout_s * 1000)
+        figure = self.cell.locator(".js-plotly-plot").first
+        figure.wait_for(timeout=timeout_s * 1000)
+        figure.scroll_into_view_if_needed()  # plotly may postpone drawing a figure that is out of view
+        deadline = time.monotonic() + timeout_s
+        while not (self.figure() and self.bar_shapes()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the explorer's memory figure drew no bars within {timeout_s:.0f} s "
+                                     f"(traces in the browser: {len(self.figure())})")
+            time.sleep(0.25)
+        self.page.wait_for_timeout(300)
         return self
 
     def _control(self, kind: str, label: str):
@@ -344,7 +358,7 @@ class ExplorerView:
     def figure(self) -> list[dict]:
         """The plotly figure's traces as the browser holds them (type, name, x, y)."""
         return self.cell.locator(".js-plotly-plot").first.evaluate(
-            "el => el.data.map(t => ({type: t.type, name: t.name ?? null, x: Array.from(t.x ?? []),"
+            "el => (el.data ?? []).map(t => ({type: t.type, name: t.name ?? null, x: Array.from(t.x ?? []),"
             " y: Array.from(t.y ?? [])}))")
 
     def bar_shapes(self) -> list[str]:
