@@ -19,7 +19,6 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": "models",
     "MODEL_PRESETS": "models",
-    "train": "train",
     "get_method": "methods",
     "apply_method": "methods",
     "list_methods": "methods",
