@@ -31,7 +31,7 @@ PRETRAINED = curve([(0, 4.8), (10_000, 2.5), (20_000, 2.0)])  # scratch crosses 
 SCORES = {"before": 0.75, "full": 0.50, "lora": 0.70}  # full drops 25 points, LoRA 5: LoRA forgot 20 fewer
 
 
-@pytest.mark.parametrize("exercise, context", [(q1, ()), (q2, ()), (q3, (SCRATCH, PRETRAINED)), (q4, (SCORES,))])
+@pytest.mark.parametrize("exercise, context", [(q1, ()), (q3, ()), (q2, (SCRATCH, PRETRAINED)), (q4, (SCORES,))])
 def test_placeholders_are_not_attempted(exercise, context):
     assert exercise.evaluate(..., *context).status == NOT_ATTEMPTED
 
@@ -67,10 +67,10 @@ def test_q1_placeholders_inside_the_function():
     assert "no parentheses" in q1.evaluate(([1], [2])).message
 
 
-# ---- q2: 6·N·D -------------------------------------------------------------------------------------------------------
+# ---- q3: 6·N·D -------------------------------------------------------------------------------------------------------
 
-def test_q2_passes_on_solution():
-    assert q2.evaluate(run_solution(q2)["training_flops"]).status == CORRECT
+def test_q3_passes_on_solution():
+    assert q3.evaluate(run_solution(q3)["training_flops"]).status == CORRECT
 
 
 @pytest.mark.parametrize("wrong, says", [
@@ -80,42 +80,42 @@ def test_q2_passes_on_solution():
     (lambda n, d: n * d, "more than one FLOP"),
     (lambda n, d: 8 * n * d, "not right yet"),
 ])
-def test_q2_rejects_typical_mistakes(wrong, says):
-    outcome = q2.evaluate(wrong)
+def test_q3_rejects_typical_mistakes(wrong, says):
+    outcome = q3.evaluate(wrong)
     assert outcome.status == INCORRECT and says in outcome.message, outcome
 
 
-# ---- q3: tokens to match, read off the run's curves -----------------------------------------------------------------
+# ---- q2: tokens to match, read off the run's curves -----------------------------------------------------------------
 
-def test_q3_passes_on_solution_and_on_a_reading_from_the_plot():
-    ns = run_solution(q3, scratch_curve=SCRATCH, pretrained_curve=PRETRAINED)
+def test_q2_passes_on_solution_and_on_a_reading_from_the_plot():
+    ns = run_solution(q2, scratch_curve=SCRATCH, pretrained_curve=PRETRAINED)
     assert ns["tokens_needed"] == pytest.approx(100_000)
     for answer in (ns["tokens_needed"], 85_000, 110_000, 120_000, 80_000):  # anywhere between the measured points
-        assert q3.evaluate(answer, SCRATCH, PRETRAINED).status == CORRECT, answer
+        assert q2.evaluate(answer, SCRATCH, PRETRAINED).status == CORRECT, answer
 
 
 @pytest.mark.parametrize("answer, says", [
     (40_000, "too early"), (160_000, "too late"), (88, "steps"), (4.8, "loss"), (None, "does cross"),
     ("100k", "number of tokens"),
 ])
-def test_q3_rejects_typical_mistakes_without_revealing(answer, says):
-    outcome = q3.evaluate(answer, SCRATCH, PRETRAINED)
+def test_q2_rejects_typical_mistakes_without_revealing(answer, says):
+    outcome = q2.evaluate(answer, SCRATCH, PRETRAINED)
     assert outcome.status == INCORRECT and says in outcome.message, outcome
     assert_not_revealed(outcome.message, 100_000, 80_000, 120_000)
 
 
-def test_q3_when_the_run_never_matches_the_answer_is_none():
+def test_q2_when_the_run_never_matches_the_answer_is_none():
     short = curve([(0, 10.8), (40_000, 7.0), (80_000, 5.2)])
-    assert q3.evaluate(None, short, PRETRAINED).status == CORRECT
-    assert run_solution(q3, scratch_curve=short, pretrained_curve=PRETRAINED)["tokens_needed"] is None
-    outcome = q3.evaluate(80_000, short, PRETRAINED)
+    assert q2.evaluate(None, short, PRETRAINED).status == CORRECT
+    assert run_solution(q2, scratch_curve=short, pretrained_curve=PRETRAINED)["tokens_needed"] is None
+    outcome = q2.evaluate(80_000, short, PRETRAINED)
     assert outcome.status == INCORRECT and "answer None" in outcome.message
 
 
-def test_q3_checks_against_the_kits_analysis_of_the_same_curves():
+def test_q2_checks_against_the_kits_analysis_of_the_same_curves():
     other = curve([(0, 3.0), (10_000, 2.0)])  # another pretrained start: the answer moves with the run
     assert objectives.tokens_to_match(SCRATCH, other).reached is False
-    assert q3.evaluate(100_000, SCRATCH, other).status == INCORRECT
+    assert q2.evaluate(100_000, SCRATCH, other).status == INCORRECT
 
 
 # ---- q4: forgetting ---------------------------------------------------------------------------------------------------

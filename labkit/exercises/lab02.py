@@ -1,4 +1,4 @@
-"""Lab 02 exercises: the next-token label shift, 6·N·D, tokens-to-match read off the curves, forgetting compared."""
+"""Lab 02 exercises: the next-token label shift, tokens-to-match read off the curves, 6·N·D, forgetting compared."""
 
 from __future__ import annotations
 
@@ -67,30 +67,6 @@ q1 = Exercise(
 )
 
 
-def _flops(n_params, n_tokens):
-    return 6 * n_params * n_tokens
-
-
-q2 = Exercise(
-    "q2", lab="lab02", title="Training FLOPs: 6·N·D",
-    checker=expect_function(
-        _flops, [Args(1e9, 1e6), Args(134_515_008, 2e12), Args(7e9, 2e12), Args(3, 5)], rel_tol=1e-9,
-        mistakes=[
-            (lambda n, d: 2 * n * d, "that counts the forward pass only: the backward pass costs about twice as much."),
-            (lambda n, d: 4 * n * d, ("close: the backward pass has two matmuls per weight (gradient for the input and "
-                                     "for the weight), each as costly as the forward one.")),
-            (lambda n, d: 6 * n, "that is the cost of one token: multiply by the number of tokens."),
-            (lambda n, d: n * d, ("each parameter costs more than one FLOP per token: count the forward multiply-add "
-                                 "and the backward pass.")),
-        ]),
-    hints=("One multiply-add per parameter per token in the forward pass: 2 FLOPs.",
-           "The backward pass computes two gradients per weight matrix: about twice the forward cost.",
-           "Forward 2 + backward 4 FLOPs per parameter per token (Kaplan et al. 2020)."),
-    solution_code="def training_flops(n_params, n_tokens):\n"
-                  "    return 6 * n_params * n_tokens",
-)
-
-
 def _number_or_none(answer):
     if answer is None:
         return None
@@ -127,8 +103,8 @@ def _check_tokens_to_match(answer, scratch_curve, pretrained_curve):
     return "too late: the from-scratch curve is already below the pretrained model's starting loss there."
 
 
-q3 = Exercise(
-    "q3", lab="lab02", title="Tokens for the from-scratch model to match the pretrained one",
+q2 = Exercise(
+    "q2", lab="lab02", title="Tokens for the from-scratch model to match the pretrained one",
     checker=_check_tokens_to_match,
     hints=("Find the pretrained model's loss before fine-tuning: its curve's point at 0 tokens (the dashed line).",
            "Follow the from-scratch curve to where it first drops to that loss; read the x-axis (tokens) there.",
@@ -136,6 +112,30 @@ q3 = Exercise(
     context=("scratch_curve", "pretrained_curve"),
     solution_code="# read from the plot; the kit's analysis of the same curves gives\n"
                   "tokens_needed = lk.objectives.tokens_to_match(scratch_curve, pretrained_curve).tokens",
+)
+
+
+def _flops(n_params, n_tokens):
+    return 6 * n_params * n_tokens
+
+
+q3 = Exercise(
+    "q3", lab="lab02", title="Training FLOPs: 6·N·D",
+    checker=expect_function(
+        _flops, [Args(1e9, 1e6), Args(134_515_008, 2e12), Args(7e9, 2e12), Args(3, 5)], rel_tol=1e-9,
+        mistakes=[
+            (lambda n, d: 2 * n * d, "that counts the forward pass only: the backward pass costs about twice as much."),
+            (lambda n, d: 4 * n * d, ("close: the backward pass has two matmuls per weight (gradient for the input and "
+                                     "for the weight), each as costly as the forward one.")),
+            (lambda n, d: 6 * n, "that is the cost of one token: multiply by the number of tokens."),
+            (lambda n, d: n * d, ("each parameter costs more than one FLOP per token: count the forward multiply-add "
+                                 "and the backward pass.")),
+        ]),
+    hints=("One multiply-add per parameter per token in the forward pass: 2 FLOPs.",
+           "The backward pass computes two gradients per weight matrix: about twice the forward cost.",
+           "Forward 2 + backward 4 FLOPs per parameter per token (Kaplan et al. 2020)."),
+    solution_code="def training_flops(n_params, n_tokens):\n"
+                  "    return 6 * n_params * n_tokens",
 )
 
 
