@@ -33,12 +33,14 @@ class ClassifierRun:
 
 
 def run_classifier(setup: str, train_data, eval_sets: dict, *, model_name: str = "smollm2-135m",
-                   freeze_k: int | None = None, lora_layers=None, rank: int = 8, num_steps: int = 20,
+                   freeze_k: int | None = None, lora_layers=None, rank: int = 8,
+                   target_modules=("q_proj", "v_proj"), num_steps: int = 20,
                    batch_size: int = 8, seq_len: int = 64, lr: float | None = None, eval_limit: int | None = None,
                    label: str | None = None, keep_model: bool = False, progress: bool = True) -> ClassifierRun:
     """Load a fresh model, set it up ("lora", "partial" with ``freeze_k``, "full"), add a head, train, evaluate.
 
-    ``lora_layers`` limits LoRA to some blocks (None: all). Accuracy is measured on every set in ``eval_sets``.
+    LoRA goes on ``target_modules`` (rank ``rank``, alpha 2 x rank) of every block, or of the blocks in
+    ``lora_layers``. Accuracy is measured on every set in ``eval_sets``.
 
     >>> run = run_classifier("partial", train, {"test": test}, freeze_k=24, num_steps=40)  # doctest: +SKIP
     >>> run.row["test_accuracy"], run.row["trainable_params"]  # doctest: +SKIP
@@ -60,8 +62,9 @@ def run_classifier(setup: str, train_data, eval_sets: dict, *, model_name: str =
         raise LabkitError("lora_layers goes with setup='lora' only.")
     model, tokenizer = load_model(model_name)
     if setup == "lora":
-        model = (apply_method(model, "lora", rank=rank, alpha=2.0 * rank) if lora_layers is None
-                 else probes.lora_on_layers(model, lora_layers, rank=rank, alpha=2.0 * rank))
+        lora = {"rank": rank, "alpha": 2.0 * rank, "target_modules": list(target_modules)}
+        model = (apply_method(model, "lora", **lora) if lora_layers is None
+                 else probes.lora_on_layers(model, lora_layers, **lora))
     elif setup == "partial":
         model = probes.freeze_lowest(model, freeze_k)
     else:

@@ -129,3 +129,11 @@ def test_rung_row_refuses_an_unknown_rung():
 
     with pytest.raises(LabkitError, match="Unknown rung"):
         rung_row("adapters", 50, None)
+
+
+def test_run_classifier_puts_lora_on_the_named_modules_of_every_block(intents):
+    run = run_classifier("lora", intents, {}, model_name="tiny-llama", num_steps=1, batch_size=4, progress=False,
+                         rank=2, target_modules=["o_proj"], keep_model=True)
+    names = {n for n, p in run.model.named_parameters() if p.requires_grad}
+    assert len(names) == 2 * 2 + 2 and all("o_proj" in n or n.startswith("head.") for n in names)
+    assert run.row["trainable_params"] == 2 * (2 * 64 + 64 * 2) + 520
