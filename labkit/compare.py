@@ -13,6 +13,7 @@ measured memory, for comparison).
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 import math
 import tempfile
@@ -24,7 +25,7 @@ from .core import LabkitError, resolve_device, resolve_dtype
 # Learning rates that move each method within a short budget on the kit's tasks (tried on intents, 20-200 steps):
 # soft prompts, scaling vectors and fresh heads need large steps; full fine-tuning needs small ones.
 DEFAULT_LR = {"full": 5e-5, "lora": 1e-3, "dora": 1e-3, "qlora": 1e-3, "adapter": 1e-3, "prefix": 1e-2,
-              "prompt": 3e-2, "ia3": 1e-2, "bitfit": 1e-3, "norm": 1e-2, "linear_probe": 1e-2}
+              "prompt": 3e-2, "ia3": 1e-2, "bitfit": 1e-3, "norm": 1e-2, "linear_probe": 3e-3}
 ANALOGUES = {"bitfit": "norm"}  # stand-in when a method cannot apply to this model (Llama has no biases)
 MERGEABLE = ("lora", "dora", "qlora", "ia3", "norm")  # methods whose update folds into the base weights
 GIB = 2**30
@@ -148,7 +149,7 @@ class Comparison:
 
     table: object  # pandas DataFrame indexed by method; see COLUMNS for what each column holds
     histories: dict  # method -> training history DataFrame (for plots.loss_curves)
-    baseline: dict  # the untrained model: quality (zero-shot) and forward latency
+    baseline: dict  # the untrained model: quality and eval_loss (zero-shot), forward latency_ms
     settings: dict  # the budget and model the comparison used
 
     def plot(self):
@@ -173,7 +174,8 @@ COLUMNS = {
     "predicted_mem_gib": "meters.predict_memory for the same setting (total, weights included)",
     "time_per_step_s": "training wall time per optimizer step",
     "final_loss": "training loss at the last step",
-    "quality": "accuracy on the eval rows: exact match of the generated answer, or the head's accuracy",
+    "quality": "accuracy on the eval rows: the label chosen by first-token score (or the head), else exact match",
+    "eval_loss": "loss on the eval rows: cross-entropy over the labels (ln 8 = 2.08 is a guess), else the SFT loss",
     "base_latency_ms": "fastest forward time of the model before the method was applied",
     "latency_ms": "fastest forward time with the method applied",
     "latency_overhead_pct": "100 * (latency_ms / base_latency_ms - 1)",
@@ -182,8 +184,8 @@ COLUMNS = {
     "note": "what to know about this row",
 }
 VIEW = {"trainable_pct": "% params updated", "stored_bytes": "storage per task (bytes)",
-        "peak_mem_gib": "peak train mem (GiB)", "predicted_mem_gib": "predicted (GiB)",
-        "time_per_step_s": "s / step", "quality": "quality (acc)", "latency_overhead_pct": "latency +% (unmerged)",
+        "peak_mem_gib": "peak train mem (GiB)", "predicted_mem_gib": "predicted (GiB)", "time_per_step_s": "s / step",
+        "quality": "quality (acc)", "eval_loss": "eval loss", "latency_overhead_pct": "latency +% (unmerged)",
         "merged_latency_ms": "merged latency (ms)", "note": "note"}
 
 
@@ -246,21 +248,31 @@ def answer_first_tokens(tokenizer, labels) -> list[int]:
     return firsts
 
 
-def choice_accuracy(model, tokenizer, data, labels, *, batch_size: int = 16) -> float:
-    """Accuracy when the model picks the label whose first answer token it finds most likely (one forward pass).
+@functools.lru_cache(maxsize=1)
+def _accuracy_metric():
+    from .metrics import load_metric
 
-    >>> choice_accuracy(model, tokenizer, task.eval, task.labels)  # doctest: +SKIP
-    0.4375
+    return load_metric("accuracy")  # evaluate.load takes a moment: once per process is enough
+
+
+def choice_scores(model, tokenizer, data, labels, *, batch_size: int = 16) -> dict:
+    """Accuracy and loss when the model chooses among ``labels`` by their first answer token (one forward pass).
+
+    ``accuracy``: the most likely label is the right one. ``loss``: cross-entropy of a softmax over the labels'
+    first tokens only (ln of the number of labels for a uniform guess), comparable with a classifier head's loss.
+
+    >>> choice_scores(model, tokenizer, task.eval, task.labels)  # doctest: +SKIP
+    {'accuracy': 0.4375, 'loss': 1.61}
     """
     import torch
 
     from .batches import prompt_text
-    from .metrics import load_metric
 
     firsts = torch.tensor(answer_first_tokens(tokenizer, labels))
     index = {label: i for i, label in enumerate(labels)}
     device = next(model.parameters()).device
-    predictions, references = [], [index[str(a)] for a in data["answer"]]
+    references = torch.tensor([index[str(a)] for a in data["answer"]])
+    scores = []
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
     was_training = model.training
     model.eval()
@@ -272,26 +284,29 @@ def choice_accuracy(model, tokenizer, data, labels, *, batch_size: int = 16) -> 
                 logits = model(**enc).logits
             offset = logits.shape[1] - enc["input_ids"].shape[1]  # prompt tuning puts virtual tokens in front
             last = enc["attention_mask"].sum(1) - 1 + offset
-            scores = logits[torch.arange(len(prompts), device=device), last][:, firsts.to(device)]
-            predictions += scores.argmax(-1).tolist()
+            scores.append(logits[torch.arange(len(prompts), device=device), last][:, firsts.to(device)].float().cpu())
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
-    return float(load_metric("accuracy").compute(predictions=predictions, references=references)["accuracy"])
+    scores = torch.cat(scores)
+    accuracy = _accuracy_metric().compute(predictions=scores.argmax(-1).tolist(), references=references.tolist())
+    loss = torch.nn.functional.cross_entropy(scores, references).item()
+    return {"accuracy": float(accuracy["accuracy"]), "loss": loss}
 
 
-def _quality(model, tokenizer, task: Task, is_probe: bool) -> float:
-    from .train import evaluate_loss
+def _quality(model, tokenizer, task: Task, is_probe: bool) -> tuple[float, float]:
+    """(quality, eval loss) of ``model`` on the task's held-out rows."""
+    from .train import evaluate_exact_match, evaluate_loss
 
     if is_probe:
-        return evaluate_loss(model, tokenizer, task.probe_eval, objective="classification",
-                             limit=len(task.probe_eval))["eval_accuracy"]
+        found = evaluate_loss(model, tokenizer, task.probe_eval, objective="classification", limit=len(task.probe_eval))
+        return found["eval_accuracy"], found["eval_loss"]
     if task.labels:
-        return choice_accuracy(model, tokenizer, task.eval, task.labels)
-    from .train import evaluate_exact_match
-
+        found = choice_scores(model, tokenizer, task.eval, task.labels)
+        return found["accuracy"], found["loss"]
+    loss = evaluate_loss(model, tokenizer, task.eval, objective="sft", limit=len(task.eval))["eval_loss"]
     return evaluate_exact_match(model, tokenizer, task.eval, max_new_tokens=task.max_new_tokens,
-                                limit=len(task.eval)).score
+                                limit=len(task.eval)).score, loss
 
 
 def _predicted_gib(config, method, kwargs, cfg: CompareConfig, dtype, device) -> float:
@@ -359,7 +374,8 @@ def compare_methods(task: Task, cfg: CompareConfig | None = None, *, model_name:
 
     rows, histories = {}, {}
     base = copy.deepcopy(model).to(device)
-    baseline = {"quality": _quality(base, tokenizer, task, is_probe=False),
+    quality, loss = _quality(base, tokenizer, task, is_probe=False)
+    baseline = {"quality": quality, "eval_loss": loss,
                 "latency_ms": measure_latency_ms(base, input_ids, attention_mask, repeats=cfg.latency_repeats)}
     _free(base)
     bar = tqdm(cfg.methods, desc="methods", unit="method", disable=not progress)
@@ -369,8 +385,9 @@ def compare_methods(task: Task, cfg: CompareConfig | None = None, *, model_name:
                               (input_ids, attention_mask), histories, progress)
     bar.close()
     for name, stand_in in ANALOGUES.items():
-        if name in rows and rows[name]["status"] != "trained" and stand_in in rows:
-            rows[name]["note"] += f" See the {stand_in!r} row, its nearest analogue."
+        if name in rows and rows[name]["status"] != "trained" and stand_in in rows \
+                and f"'{stand_in}'" not in rows[name]["note"]:
+            rows[name]["note"] += f" Its nearest analogue, {stand_in!r}, has a row of its own."
     table = pd.DataFrame.from_dict(rows, orient="index")[list(COLUMNS)]
     table.index.name = "method"
     settings = {"model": getattr(config, "_name_or_path", model_name) or model_name, "num_steps": cfg.num_steps,
@@ -418,13 +435,14 @@ def _run_one(name, task, cfg, model, tokenizer, model_name, device, dtype, confi
     histories[name] = result.history
     with tempfile.TemporaryDirectory() as folder:
         stored = save_trainable(adapted, folder).stat().st_size
-    quality = _quality(adapted, tokenizer, task, is_probe)
+    quality, eval_loss = _quality(adapted, tokenizer, task, is_probe)
     latency = measure_latency_ms(adapted, input_ids, attention_mask, repeats=cfg.latency_repeats)
     row = {"status": "trained", "trainable": summary.trainable, "trainable_pct": summary.trainable_pct,
            "stored_bytes": stored, "weights_gib": weights / GIB, "train_mem_gib": result.peak_mem_gib,
            "peak_mem_gib": weights / GIB + result.peak_mem_gib,
            "predicted_mem_gib": _predicted_gib(config, name, kwargs, cfg, dtype, device),
            "time_per_step_s": result.time_per_step_s, "final_loss": result.final_loss, "quality": quality,
+           "eval_loss": eval_loss,
            "base_latency_ms": base_latency, "latency_ms": latency,
            "latency_overhead_pct": 100 * (latency / base_latency - 1), "merged_latency_ms": math.nan,
            "merge_max_diff": math.nan, "note": ""}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from labkit import compare
-from labkit.compare import COLUMNS, CompareConfig, Task, choice_accuracy, classification_task, intent_task
+from labkit.compare import COLUMNS, CompareConfig, Task, choice_scores, classification_task, intent_task
 from labkit.core import LabkitError
 from labkit.models import load_model
 
@@ -45,8 +45,9 @@ def test_table_has_one_row_per_method_and_every_column(result):
     assert set(result.histories) == set(trained.index)
     for column in ("stored_bytes", "weights_gib", "time_per_step_s", "latency_ms", "base_latency_ms"):
         assert (trained[column] > 0).all(), column
-    assert trained["quality"].between(0, 1).all()
+    assert trained["quality"].between(0, 1).all() and (trained["eval_loss"] > 0).all()
     assert 0 <= result.baseline["quality"] <= 1 and result.baseline["latency_ms"] > 0
+    assert result.baseline["eval_loss"] > 0
 
 
 def test_counts_and_storage_are_exact(result):
@@ -104,13 +105,21 @@ class FixedChoice(torch.nn.Module):
 
 
 @pytest.mark.parametrize("offset", [0, 3])
-def test_choice_accuracy_reads_the_last_real_position(tiny, task, offset):
+def test_choice_scores_read_the_last_real_position(tiny, task, offset):
     tokenizer = tiny[1]
     firsts = compare.answer_first_tokens(tokenizer, task.labels)
     label = task.eval[0]["answer"]
-    share = sum(a == label for a in task.eval["answer"]) / len(task.eval)
-    model = FixedChoice(firsts[task.labels.index(label)], firsts[task.labels.index(label) - 1], offset)
-    assert choice_accuracy(model, tokenizer, task.eval, task.labels, batch_size=3) == pytest.approx(share)
+    chosen, decoy = task.labels.index(label), task.labels.index(label) - 1
+    hits = sum(a == label for a in task.eval["answer"])
+    model = FixedChoice(firsts[chosen], firsts[decoy], offset)
+    found = choice_scores(model, tokenizer, task.eval, task.labels, batch_size=3)
+    assert found["accuracy"] == pytest.approx(hits / len(task.eval))
+    # Scores over the 8 labels at the last real token: 10 for the chosen label, 5 for the decoy, 0 for the rest.
+    row = torch.zeros(8)
+    row[chosen], row[decoy] = 10.0, 5.0
+    nll = -torch.log_softmax(row, 0)
+    expected = sum(nll[task.labels.index(a)].item() for a in task.eval["answer"]) / len(task.eval)
+    assert found["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_rule_checks_compare_with_the_chapter():
