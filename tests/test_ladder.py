@@ -137,3 +137,11 @@ def test_run_classifier_puts_lora_on_the_named_modules_of_every_block(intents):
     names = {n for n, p in run.model.named_parameters() if p.requires_grad}
     assert len(names) == 2 * 2 + 2 and all("o_proj" in n or n.startswith("head.") for n in names)
     assert run.row["trainable_params"] == 2 * (2 * 64 + 64 * 2) + 520
+
+
+def test_run_classifier_repeats_with_the_same_seed(intents):
+    def loss(seed):
+        return run_classifier("partial", intents, {}, model_name="tiny-llama", freeze_k=2, num_steps=1, batch_size=4,
+                              progress=False, seed=seed).row["final_loss"]
+
+    assert loss(0) == loss(0) != loss(1)
