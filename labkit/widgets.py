@@ -279,8 +279,20 @@ class MethodExplorer:
         self.update()
         return result
 
+    def snapshot_html(self) -> str:
+        """The explorer's current state as static HTML: readout, memory figure and measured runs, no widgets.
+
+        Front ends that cannot draw widgets (a notebook exported to HTML, nbviewer) show this instead of the panel.
+        """
+        figure = self.memory_fig.to_html(full_html=False, include_plotlyjs="cdn", default_height="360px")
+        runs = self.table.value or ""
+        note = ("<p><i>A static snapshot of the method explorer. Run the notebook in JupyterLab or Colab to move "
+                "the controls.</i></p>")
+        return f'<div class="lk-explorer-snapshot">{note}{self.readout.value}{figure}{runs}</div>'
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        # JupyterLab and Colab draw the widget; an HTML export without widget state falls back to text/html.
+        return {**self.widget._repr_mimebundle_(**kwargs), "text/html": self.snapshot_html()}
 
 
 def method_explorer(model_name: str = "smollm2-135m", *, model=None, tokenizer=None, train_data=None,

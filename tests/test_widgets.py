@@ -152,3 +152,21 @@ def test_explorer_for_the_real_model_uses_only_its_config():
     assert value(explorer, "lk-trainable") == 30 * 8 * (576 * 2 + 576 + 192)  # LoRA r=8 on q_proj and v_proj
     bundle = explorer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_the_snapshot_stands_in_where_widgets_cannot_be_drawn(explorer):
+    """An HTML export has no widget state, so nbconvert shows the text/html snapshot: the live numbers, as text."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    explorer.rank.value = 4
+    before = explorer._repr_mimebundle_()
+    explorer.rank.value = 16
+    after = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in after
+    assert before["text/html"] != after["text/html"]
+    trainable = f"{int(value(explorer, 'lk-trainable')):,}"
+    cell = nbformat.v4.new_code_cell("explorer")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=after)]
+    page, _ = HTMLExporter().from_notebook_node(nbformat.v4.new_notebook(cells=[cell]))
+    assert trainable in page and "static snapshot" in page
