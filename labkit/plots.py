@@ -24,6 +24,7 @@ def use_best_renderer(colab: bool = False) -> str | None:
 
         if colab:
             pio.renderers.default = "colab"
+            _enable_colab_widgets()
         elif _in_jupyter():
             # JupyterLab draws the plotly mimetype itself; "notebook" embeds plotly.js once, so the saved
             # notebook also renders in classic Jupyter and offline (no CDN).
@@ -31,6 +32,15 @@ def use_best_renderer(colab: bool = False) -> str | None:
         return pio.renderers.default
     except Exception:  # noqa: BLE001  (a renderer problem must never stop a lab)
         return None
+
+
+def _enable_colab_widgets() -> None:
+    """Colab draws only its built-in widgets unless third-party ones (plotly's FigureWidget) are switched on."""
+    try:
+        from google.colab import output
+    except ImportError:
+        return
+    output.enable_custom_widget_manager()
 
 
 def _in_jupyter() -> bool:

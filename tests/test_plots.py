@@ -94,3 +94,25 @@ def test_use_best_renderer_never_fails():
         assert plots.use_best_renderer(colab=False) == before  # not in Jupyter here: left alone
     finally:
         pio.renderers.default = before
+
+
+def test_on_colab_third_party_widgets_are_switched_on(monkeypatch):
+    """plotly's FigureWidget needs Colab's custom widget manager; setup asks for it on Colab only."""
+    import sys
+    import types
+
+    calls = []
+    output = types.SimpleNamespace(enable_custom_widget_manager=lambda: calls.append("on"))
+    colab = types.ModuleType("google.colab")
+    colab.output = output
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.output", output)
+    before = pio.renderers.default
+    try:
+        plots.use_best_renderer(colab=False)
+        assert calls == []
+        plots.use_best_renderer(colab=True)
+        assert calls == ["on"]
+    finally:
+        pio.renderers.default = before
