@@ -89,17 +89,18 @@ def quantize(weight, kind: str = "nf4", *, double_quant: bool = False, blocksize
     if blocksize not in (64, 128, 256, 512, 1024, 2048, 4096):
         raise LabkitError(f"blocksize must be a power of two from 64 to 4096 (QLoRA uses 64), got {blocksize!r}.")
     original = _as_matrix(weight)
+    device = "cuda" if original.is_cuda else "cpu"  # quantize where the weight lives; compare on the CPU
+    original = original.cpu()
     if not bitsandbytes_works():
         raise LabkitError("bitsandbytes cannot quantize here: `pip install bitsandbytes` (>=0.45 runs on the CPU).")
     import bitsandbytes.functional as bnbf
 
-    device = "cuda" if original.is_cuda else "cpu"
     if kind == "int8":  # LLM.int8()'s vector-wise quantization: one fp32 absmax per row
         packed, row_absmax, _ = bnbf.int8_vectorwise_quant(original.to(device))
-        dequantized = bnbf.int8_vectorwise_dequant(packed, row_absmax).float()
+        dequantized = bnbf.int8_vectorwise_dequant(packed, row_absmax).float().cpu()
         bits = {"weights": _tensor_bits(packed), "scales": _tensor_bits(row_absmax), "scales_of_scales": 0}
         return Quantized(kind, False, original.shape[1], original.numel(), bits, 0, original,
-                         dequantized.reshape(original.shape).cpu())
+                         dequantized.reshape(original.shape))
     packed, state = bnbf.quantize_4bit(original.to(device), quant_type=kind, blocksize=blocksize,
                                        compress_statistics=double_quant)
     dequantized = bnbf.dequantize_4bit(packed, state).float().cpu()

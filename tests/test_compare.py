@@ -164,3 +164,14 @@ def test_bad_tasks_are_explained(task, tiny):
         compare.compare_methods(plain, CompareConfig(methods=["linear_probe"]), model=tiny[0], tokenizer=tiny[1])
     with pytest.raises(LabkitError, match="tokenizer together"):
         compare.compare_methods(task, CompareConfig(methods=["lora"]), model=tiny[0])
+
+
+@pytest.mark.requires_gpu
+def test_compare_on_a_gpu_keeps_the_reference_on_the_cpu(task):
+    """On a GPU: the copies train on cuda in 16-bit, memory comes from torch.cuda, the reference stays on the CPU."""
+    cfg = CompareConfig(methods=["full", "lora", "qlora"], num_steps=2, batch_size=4, seq_len=96,
+                        latency_batch_size=2, latency_seq_len=16, latency_repeats=1)
+    result = compare.compare_methods(task, cfg, model_name="tiny-llama", device="cuda", progress=False)
+    assert (result.table["status"] == "trained").all()
+    assert result.settings["device"] == "cuda" and "float16" in result.settings["dtype"]
+    assert (result.table["train_mem_gib"] > 0).all()

@@ -4,7 +4,6 @@ import copy
 
 import numpy as np
 import pytest
-import torch
 
 from labkit import LabkitError
 from labkit.meters import param_summary
@@ -24,13 +23,7 @@ from labkit.probes import (
     tokens_per_word,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread (conftest)
 
 
 @pytest.fixture(scope="module")

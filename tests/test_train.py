@@ -16,12 +16,7 @@ from labkit.train import evaluate_exact_match, evaluate_loss, train
 QUIET = {"progress": False, "live_plot": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,11 @@ import time
 
 import datasets
 import pytest
-import torch
 
 from labkit.models import load_model
 from labkit.widgets import method_explorer
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread (conftest)
 
 
 @pytest.fixture(scope="module")
