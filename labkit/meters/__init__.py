@@ -20,7 +20,7 @@ from .compute import (
     training_flops,
     will_it_fit,
 )
-from .measure import PeakMemory, measure_peak_memory, pin_glibc_allocator
+from .measure import PeakMemory, measure_peak_memory, pin_glibc_allocator, unpin_glibc_allocator
 from .memory import MemoryEstimate, predict_memory, sweep_memory
 from .params import (
     METHODS,
@@ -67,6 +67,7 @@ __all__ = [
     "sweep_memory",
     "time_to_train_s",
     "training_flops",
+    "unpin_glibc_allocator",
     "will_it_fit",
 ]
 

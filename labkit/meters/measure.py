@@ -31,25 +31,40 @@ def _reset_hwm() -> bool:
         return False
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+
+
+def _mallopt(param: int, value: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(param, value))
+    except (OSError, AttributeError):
+        return False
+
+
 def pin_glibc_allocator() -> bool:
     """Make glibc return freed tensors to the OS at once, so the resident size tracks live tensors.
 
     glibc raises its mmap threshold (up to 32 MiB) after frees and then keeps freed blocks for reuse: the
     resident size stays high after a backward pass, like CUDA's reserved-but-unallocated cache. Fixing the
-    threshold at glibc's initial 128 KiB (mallopt M_MMAP_THRESHOLD) turns that cache off for later allocations;
-    training speed is unchanged within noise on the course machine. Returns False where glibc is absent.
+    threshold at glibc's initial 128 KiB (mallopt M_MMAP_THRESHOLD) turns that cache off for later allocations.
+    That costs speed: every large tensor becomes a fresh mapping (a QLoRA step of SmolLM2 took 1.7x as long on
+    the course machine), so undo it with unpin_glibc_allocator. Returns False where glibc is absent.
     """
     global _PINNED
-    if _PINNED:
-        return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        _PINNED = bool(libc.mallopt(-3, 128 * 1024))  # -3 is M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
+    if not _PINNED:
+        _PINNED = _mallopt(M_MMAP_THRESHOLD, 128 * 1024)
     return _PINNED
+
+
+def unpin_glibc_allocator() -> None:
+    """Give glibc its cache back: the mmap threshold at its dynamic maximum (32 MiB on 64-bit), trim at 2x that."""
+    global _PINNED
+    if _PINNED:
+        _mallopt(M_MMAP_THRESHOLD, 32 * 2**20)
+        _mallopt(M_TRIM_THRESHOLD, 64 * 2**20)
+        _PINNED = False
 
 
 @dataclass
@@ -75,7 +90,7 @@ class measure_peak_memory:
 
     CUDA: torch's peak allocated bytes (reset_peak_memory_stats / max_memory_allocated). CPU on Linux: the
     process's peak resident size (VmHWM, reset through /proc/self/clear_refs); with ``pin_allocator`` glibc
-    returns freed memory at once (see pin_glibc_allocator). Elsewhere: psutil's resident size after the block,
+    returns freed memory at once during the block (see pin_glibc_allocator) and gets its cache back after it. Elsewhere: psutil's resident size after the block,
     or the lifetime peak from getrusage, which cannot be reset (said in ``.note``).
 
     >>> with measure_peak_memory() as mem:  # doctest: +SKIP
@@ -105,7 +120,8 @@ class measure_peak_memory:
             self.result.before_bytes = torch.cuda.memory_allocated()
             self.result.method = "torch.cuda.max_memory_allocated"
             return self.result
-        if self.pin_allocator:
+        self._unpin = self.pin_allocator and not _PINNED  # an outer block that pinned also unpins
+        if self._unpin:
             pin_glibc_allocator()
         rss = _status_bytes("VmRSS")
         if rss is not None and _reset_hwm():
@@ -127,6 +143,8 @@ class measure_peak_memory:
             self._torch.cuda.synchronize()
             r.peak_bytes = max(0, self._torch.cuda.max_memory_allocated() - r.before_bytes)
             return
+        if self._unpin:
+            unpin_glibc_allocator()
         if self._cpu == "hwm":
             r.peak_bytes = max(0, (_status_bytes("VmHWM") or 0) - r.before_bytes)
         else:

@@ -112,7 +112,7 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
     On the CPU the peak is the process's peak resident size, which includes memory the C allocator keeps for
     reuse. ``exact_memory=True`` makes freed memory go back to the OS (meters.pin_glibc_allocator), so the peak
     tracks live tensors as meters.predict_memory does; training is then slower (every large tensor is a fresh
-    mapping: 1.3-1.5x longer per step for SmolLM2 LoRA on the course machine), and it lasts for the process.
+    mapping: 1.3-1.7x longer per step for SmolLM2 on the course machine) until the run ends.
 
     >>> result = train(model, tokenizer, lk.data.load_instructions()["train"], num_steps=20)  # doctest: +SKIP
     >>> result.history.tail()  # doctest: +SKIP
