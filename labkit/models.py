@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,8 +185,9 @@ class _quiet_loading:
             logging.enable_progress_bar()
 
 
-# bitsandbytes' int8 matmul says this once per layer per call on the CPU; it is expected, not a problem.
-warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+# bitsandbytes' int8 matmul logs this for every layer on every call on the CPU; it is expected, not a problem.
+logging.getLogger("bitsandbytes.autograd._functions").addFilter(
+    lambda record: not record.getMessage().startswith("MatMul8bitLt: inputs will be cast"))
 
 
 def load_model(name: str, *, quantization: str | None = None, device: str = "auto", dtype="auto"):

@@ -5,7 +5,7 @@ import torch
 
 from labkit import LabkitError
 from labkit.core import resolve_device, resolve_dtype
-from labkit.models import MODEL_PRESETS, chat, load_model
+from labkit.models import MODEL_PRESETS, bitsandbytes_works, chat, load_model
 
 
 def test_smollm2_answers_offline_and_reloads_fast():
@@ -76,3 +76,14 @@ def test_auto_device_and_dtype_on_this_machine():
 def test_presets_describe_themselves():
     assert set(MODEL_PRESETS) == {"smollm2-135m", "tiny-llama", "tiny-mistral"}
     assert all(p.about for p in MODEL_PRESETS.values())
+
+
+@pytest.mark.skipif(not bitsandbytes_works(), reason="needs bitsandbytes")
+def test_int8_inference_does_not_flood_the_notebook(caplog):
+    """bitsandbytes logs a dtype note for every int8 layer on every call; the kit keeps it out of the output."""
+    import torch
+
+    model, _ = load_model("tiny-llama", quantization="int8")
+    with caplog.at_level("WARNING"), torch.no_grad():
+        model(torch.tensor([[1, 2, 3]]))
+    assert not [r for r in caplog.records if "MatMul8bitLt" in r.getMessage()]
