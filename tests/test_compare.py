@@ -135,6 +135,9 @@ def test_rule_checks_compare_with_the_chapter():
     assert checks["QLoRA cuts the memory of the weights"]
     assert not checks["QLoRA cuts peak training memory"]
     assert checks["PEFT stores far less per task than full fine-tuning"]
+    for merged_ms, agrees in ((8.5, True), (10.4, True), (11.0, False)):  # faster than the base is timing noise
+        table.loc["lora", "merged_latency_ms"] = merged_ms
+        assert compare.rule_checks(table).set_index("chapter says")["agrees"]["merged LoRA adds no latency"] == agrees
     missing = compare.rule_checks(table.drop(index="adapter")).set_index("chapter says")["agrees"]
     assert missing["adapters add inference latency"] is None
 

@@ -348,3 +348,18 @@ def test_the_allocator_pin_lasts_for_the_block_only():
     finally:
         measure.unpin_glibc_allocator()
     assert not measure._PINNED
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's heap cache (Linux)")
+def test_a_block_after_a_bigger_one_still_sees_its_own_peak():
+    """glibc keeps freed heap blocks; a later block that reuses them must still count what it allocates."""
+    from labkit.meters.measure import M_MMAP_THRESHOLD, _mallopt
+
+    _mallopt(M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's state after large frees: 1 MB tensors come from the heap
+    junk = [torch.ones(250_000) for _ in range(200)]  # 200 MB on the heap
+    above = torch.ones(250_000)  # live above them, so freeing them cannot shrink the heap by itself
+    del junk
+    with measure_peak_memory("cpu", pin_allocator=False) as mem:
+        keep = [torch.ones(250_000) for _ in range(100)]  # 100 MB
+    assert 80e6 < mem.peak_bytes < 150e6, mem.peak_bytes
+    assert len(keep) == 100 and above.numel() == 250_000

@@ -43,6 +43,16 @@ def _mallopt(param: int, value: int) -> bool:
         return False
 
 
+def _trim_glibc_heap() -> None:
+    """Hand the blocks glibc keeps from earlier frees back to the OS (malloc_trim), so a block's peak starts from
+    live memory: otherwise a run after a bigger one reuses the cached blocks and its peak reads as ~0."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
 def pin_glibc_allocator() -> bool:
     """Make glibc return freed tensors to the OS at once, so the resident size tracks live tensors.
 
@@ -123,6 +133,7 @@ class measure_peak_memory:
         self._unpin = self.pin_allocator and not _PINNED  # an outer block that pinned also unpins
         if self._unpin:
             pin_glibc_allocator()
+        _trim_glibc_heap()
         rss = _status_bytes("VmRSS")
         if rss is not None and _reset_hwm():
             self.result.before_bytes = _status_bytes("VmRSS")
