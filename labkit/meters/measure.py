@@ -34,23 +34,27 @@ def _reset_hwm() -> bool:
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 
-def _mallopt(param: int, value: int) -> bool:
+def _glibc():
+    """The C library where it is glibc (Linux), else None."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(param, value))
-    except (OSError, AttributeError):
-        return False
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def _mallopt(param: int, value: int) -> bool:
+    libc = _glibc()
+    return bool(libc is not None and hasattr(libc, "mallopt") and libc.mallopt(param, value))
 
 
 def _trim_glibc_heap() -> None:
     """Hand the blocks glibc keeps from earlier frees back to the OS (malloc_trim), so a block's peak starts from
     live memory: otherwise a run after a bigger one reuses the cached blocks and its peak reads as ~0."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+    libc = _glibc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def pin_glibc_allocator() -> bool:
@@ -99,9 +103,10 @@ class measure_peak_memory:
     """Context manager: the peak memory of a block above the level before it.
 
     CUDA: torch's peak allocated bytes (reset_peak_memory_stats / max_memory_allocated). CPU on Linux: the
-    process's peak resident size (VmHWM, reset through /proc/self/clear_refs); with ``pin_allocator`` glibc
-    returns freed memory at once during the block (see pin_glibc_allocator) and gets its cache back after it. Elsewhere: psutil's resident size after the block,
-    or the lifetime peak from getrusage, which cannot be reset (said in ``.note``).
+    process's peak resident size (VmHWM, reset through /proc/self/clear_refs), starting from live memory (the
+    heap is trimmed first); with ``pin_allocator`` glibc returns freed memory at once during the block (see
+    pin_glibc_allocator) and gets its cache back after it. Elsewhere: psutil's resident size after the block, or
+    the lifetime peak from getrusage, which cannot be reset (said in ``.note``).
 
     >>> with measure_peak_memory() as mem:  # doctest: +SKIP
     ...     loss = model(**batch).loss; loss.backward()
