@@ -29,12 +29,12 @@ _LAZY = {
     "load_metric": "metrics",
 }
 _SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "methods", "train", "widgets", "grading",
-               "exercises", "notebooks")
+               "exercises", "notebooks", "fourbit")
 
 __all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup",  # noqa: RUF022
            "load_model", "MODEL_PRESETS", "train", "get_method", "apply_method", "list_methods", "load_corpus",
            "load_intents", "load_instructions", "load_probe", "load_metric", "models", "doctor", "data", "metrics",
-           "meters", "plots", "methods", "widgets", "grading", "exercises", "notebooks"]
+           "meters", "plots", "methods", "widgets", "grading", "exercises", "notebooks", "fourbit"]
 
 
 def __getattr__(name: str):

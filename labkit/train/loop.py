@@ -122,6 +122,7 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
     from transformers import get_scheduler
 
     from ..batches import Batcher, as_dataset, infer_objective, tokenize
+    from ..fourbit import training_layout
     from ..meters import measure_peak_memory
     from ..methods.linear_probe import is_classifier
 
@@ -166,7 +167,7 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
     losses, rows, evals = [], [], {}
     tokens, eval_time_s = 0, 0.0
     model.train()
-    with measure_peak_memory(pin_allocator=exact_memory) as peak:
+    with training_layout(model), measure_peak_memory(pin_allocator=exact_memory) as peak:
         start = time.perf_counter()
         for step in range(1, num_steps + 1):
             step_loss = 0.0
