@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import importlib
 
-from .core import LabkitError, cache_dir, fast_mode, offline, pick, resolve_device, setup
+from .core import LabkitError, cache_dir, fast_mode, offline, pick, resolve_device
 
 __version__ = "0.1.0"
 
 # name -> module that defines it; loaded lazily on first attribute access.
 _LAZY = {
+    "setup": "session",
+    "Session": "session",
     "load_model": "models",
     "MODEL_PRESETS": "models",
     "get_method": "methods",
@@ -29,12 +31,12 @@ _LAZY = {
     "load_metric": "metrics",
 }
 _SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "methods", "train", "widgets", "grading",
-               "exercises", "notebooks", "fourbit")
+               "chapters", "notebooks", "fourbit", "units", "session")
 
-__all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup",  # noqa: RUF022
+__all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup", "Session",  # noqa: RUF022
            "load_model", "MODEL_PRESETS", "train", "get_method", "apply_method", "list_methods", "load_corpus",
            "load_intents", "load_instructions", "load_probe", "load_metric", "models", "doctor", "data", "metrics",
-           "meters", "plots", "methods", "widgets", "grading", "exercises", "notebooks", "fourbit"]
+           "meters", "plots", "methods", "widgets", "grading", "chapters", "notebooks", "fourbit", "units", "session"]
 
 
 def __getattr__(name: str):

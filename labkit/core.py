@@ -6,7 +6,6 @@ import importlib.util
 import os
 import random
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -40,6 +39,16 @@ def in_colab() -> bool:
         return importlib.util.find_spec("google.colab") is not None
     except ModuleNotFoundError:  # no "google" package at all
         return False
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where a live figure can be shown)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
 
 
 def cache_dir() -> Path:
@@ -89,27 +98,6 @@ def resolve_dtype(dtype="auto", device: str = "cpu"):
     return names[dtype]
 
 
-@dataclass(frozen=True)
-class Session:
-    """What ``setup`` found: printed once at the top of every lab."""
-
-    seed: int  # the seed given to python, numpy and torch
-    device: str  # "cuda", "mps" or "cpu"
-    fast: bool  # fast mode shrinks steps and eval sizes (CI)
-    offline: bool  # no hub downloads
-    colab: bool  # running inside Google Colab
-    torch: str  # torch version
-    transformers: str  # transformers version
-    peft: str  # peft version
-
-    def __str__(self) -> str:
-        mode = "fast mode" if self.fast else "full mode"
-        net = "offline" if self.offline else "online"
-        where = "Colab, " if self.colab else ""
-        return (f"labkit ready: device={self.device}, {where}{net}, {mode}, seed={self.seed} "
-                f"(torch {self.torch}, transformers {self.transformers}, peft {self.peft})")
-
-
 def seed_everything(seed: int = 0) -> None:
     """Seed python, numpy and torch, and make CPU kernels deterministic."""
     import numpy as np
@@ -120,25 +108,3 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-
-
-def setup(seed: int = 0, *, quiet: bool = False) -> Session:
-    """Seed everything, detect device/Colab/offline/fast mode and print one line about it.
-
-    >>> session = setup(seed=0)  # doctest: +SKIP
-    labkit ready: device=cpu, offline, fast mode, seed=0 (...)
-    """
-    import peft
-    import torch
-    import transformers
-
-    from . import plots
-
-    seed_everything(seed)
-    session = Session(seed=seed, device=resolve_device("auto"), fast=fast_mode(), offline=offline(),
-                      colab=in_colab(), torch=torch.__version__, transformers=transformers.__version__,
-                      peft=peft.__version__)
-    plots.use_best_renderer(colab=session.colab)
-    if not quiet:
-        print(session)
-    return session

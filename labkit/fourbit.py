@@ -10,8 +10,8 @@ one). Any generation or evaluation before training triggers it. Remove ``trainin
 the packing itself when a layer trains; ``tests/test_fourbit.py`` fails loudly if the internals it uses change.
 
 The repacked layout makes 4-bit inference about twice as fast on such a CPU, so the kit keeps it outside training:
-``training_layout`` undoes it on entry (with bitsandbytes' own inverse, which it also uses before saving) and lets
-bitsandbytes repack again after training.
+``training_layout`` undoes it on entry (with bitsandbytes' own inverse, which it also uses before saving), keeping
+the bf16 block scales the repacked kernel used, and lets bitsandbytes repack again after training.
 """
 
 from __future__ import annotations
@@ -43,15 +43,26 @@ def _is_packed(layer) -> bool:
     return bool(getattr(layer.weight.quant_state, "packing_format_for_cpu", False))
 
 
-def _unpack(layer) -> None:
-    """Put one repacked layer back in the standard 4-bit layout (bitsandbytes' own inverse)."""
+def _standard_layout(data, state):
+    """(data, state) of a repacked weight put back in the standard 4-bit layout, with bitsandbytes' own inverse.
+
+    The block scales stay the bf16 values the repacked kernel used (as fp32, not re-quantized), so the weights
+    that train are exactly the weights inference used, and repacking them again changes nothing.
+    """
     from bitsandbytes import functional
 
     inverse = getattr(functional, "_convert_weight_packed_for_cpu_inverse", None)
     if inverse is None:
         raise LabkitError("This bitsandbytes repacked a 4-bit layer for CPU inference but has no inverse that labkit "
                           "knows: install the checked version with `pip install -c constraints.txt bitsandbytes`.")
-    layer.weight.data, layer.weight.quant_state = inverse(layer.weight.data, layer.weight.quant_state)
+    state.original_nested = False  # the inverse would re-quantize the scales (8-bit, a new offset) otherwise
+    data, state = inverse(data, state)
+    state.absmax = state.absmax.T.reshape(-1).float()  # from the repacked (blocks per row, rows) order back to flat
+    return data, state
+
+
+def _unpack(layer) -> None:
+    layer.weight.data, layer.weight.quant_state = _standard_layout(layer.weight.data, layer.weight.quant_state)
     layer.quant_state = layer.weight.quant_state
 
 
@@ -98,8 +109,7 @@ def check_4bit_gradients(model) -> float:
     state = layer.weight.quant_state
     weight = layer.weight.data
     if _is_packed(layer):  # the reference comes from a standard-layout copy; the layer itself stays as it is
-        state = copy.deepcopy(state)
-        weight, state = functional._convert_weight_packed_for_cpu_inverse(weight.clone(), state)
+        weight, state = _standard_layout(weight.clone(), copy.deepcopy(state))
     dtype = layer.compute_dtype or torch.float32
     reference_weight = functional.dequantize_4bit(weight, state).to(dtype)  # (out_features, in_features)
     gen = torch.Generator().manual_seed(0)

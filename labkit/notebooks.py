@@ -89,7 +89,7 @@ def normalize(nb, name: str):
     """Return the solution source ``name`` with shared cells stamped and outputs/metadata stripped."""
     import nbformat
 
-    from .exercises import lab_id
+    from .grading.labs import lab_id
 
     lab = lab_id(name)
     nb = nbformat.from_dict(nb)
@@ -192,17 +192,17 @@ def _text(nb) -> str:
 def build(labs_dir=LABS_DIR, *, check: bool = False, only: list[str] = ()) -> list[Path]:
     """Rebuild learner notebooks (and normalize their sources); return the files that were stale.
 
-    With ``check=True`` nothing is written. ``only`` limits the build to some labs ("00", "lab01", a file name).
+    With ``check=True`` nothing is written. ``only`` limits the build to some labs ("00", "lab01a", a file name).
 
     >>> build()  # doctest: +SKIP
     [PosixPath('.../labs/00_setup.ipynb')]
     """
     import nbformat
 
-    from .exercises import lab_id
+    from .grading.labs import lab_id
 
     labs_dir = Path(labs_dir)
-    sources = sorted((labs_dir / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    sources = sorted((labs_dir / "solutions").glob("[0-9][0-9]*_*.ipynb"))
     if not sources:
         raise LabkitError(f"No solution sources like {labs_dir}/solutions/00_setup.ipynb: run this in a checkout "
                           "of the repository (or pass --labs-dir).")
@@ -220,7 +220,7 @@ def build(labs_dir=LABS_DIR, *, check: bool = False, only: list[str] = ()) -> li
                 if not check:
                     path.write_text(text, encoding="utf-8")
     names = {source.name for source in sources}
-    stale += [p for p in sorted(labs_dir.glob("[0-9][0-9]_*.ipynb")) if p.name not in names and not wanted]
+    stale += [p for p in sorted(labs_dir.glob("[0-9][0-9]*_*.ipynb")) if p.name not in names and not wanted]
     return stale
 
 
@@ -228,7 +228,7 @@ def build_main(argv: list[str]) -> int:
     """``python -m labkit build [LAB...] [--check]``: rebuild learner notebooks from labs/solutions/."""
     parser = argparse.ArgumentParser(prog="python -m labkit build",
                                      description="Build the learner notebooks in labs/ from labs/solutions/.")
-    parser.add_argument("labs", nargs="*", help="only these labs (e.g. 00 or 01_lora.ipynb); default all")
+    parser.add_argument("labs", nargs="*", help="only these labs (e.g. 00 or 01a_paradigms.ipynb); default all")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any notebook is stale")
     parser.add_argument("--labs-dir", default=str(LABS_DIR), help="the labs folder (default: this checkout's)")
     args = parser.parse_args(argv)

@@ -31,8 +31,8 @@ def test_generating_first_does_not_stop_qlora_learning(one_thread):
     drop_after = after_generation[0] - after_generation[-1]
     assert drop_plain > 0.3  # the fixed batch is learnable at all (10.56 -> 9.97 here)
     # Both runs share data, seed and LoRA init; the only difference is the base weights' block scales, which the
-    # repack stores in bf16 (relative change <= 2^-8 = 0.4 %) and the inverse re-quantizes, so the drop moves by about
-    # that much (0.3 % seen on an AVX512-BF16 CPU; 0 elsewhere). Without a gradient through the 4-bit layers the drop
+    # repack rounds to bf16 (relative change <= 2^-8 = 0.4 %), so the drop moves by about that much (0.3 % seen on
+    # an AVX512-BF16 CPU; 0 elsewhere). Without a gradient through the 4-bit layers the drop
     # is 20 % smaller on this 2-layer model (0.46 vs 0.58) and 80 % smaller on SmolLM2 (issue 28: 0.37 vs 1.83).
     assert drop_after == pytest.approx(drop_plain, rel=0.05)
 

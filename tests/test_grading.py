@@ -12,9 +12,8 @@ import pytest
 import torch
 
 from labkit import grading
+from labkit.chapters.ch00_setup.exercises import q1, q2, q3
 from labkit.core import LabkitError
-from labkit.exercises import lab_id, load_lab
-from labkit.exercises.lab00 import q1, q2, q3
 from labkit.grading import (
     CORRECT,
     INCORRECT,
@@ -27,6 +26,7 @@ from labkit.grading import (
     grade_main,
     grade_notebook,
 )
+from labkit.grading.labs import lab_id, load_lab
 
 LABS = Path(__file__).resolve().parents[1] / "labs"
 
@@ -207,19 +207,31 @@ def test_expect_only_trainable_inspects_a_model():
 def test_exercise_and_lab_errors(tmp_path, monkeypatch):
     with pytest.raises(LabkitError, match="look like 'q1'"):
         Exercise("first", lab="lab00", title="t", checker=expect_value(1))
-    with pytest.raises(LabkitError, match="look like 'lab01'"):
+    with pytest.raises(LabkitError, match="look like 'lab12' or 'lab01a'"):
         Exercise("q1", lab="0", title="t", checker=expect_value(1))
-    with pytest.raises(LabkitError, match="No exercises module"):
+    with pytest.raises(LabkitError, match="No chapter package for lab97"):
         load_lab("lab97")
     with pytest.raises(LabkitError, match="Cannot tell which lab"):
         lab_id("notes.ipynb")
-    assert [lab_id(x) for x in (0, "07", "lab12", "labs/03_qlora.ipynb", "alice-03_qlora (1).ipynb")] == \
-        ["lab00", "lab07", "lab12", "lab03", "lab03"]
+    assert [lab_id(x) for x in (0, "07", "lab12", "01a", "lab01b", "labs/01c_transfer.ipynb", "alice-12_qlora (1).ipynb",
+                                "bob-01a_paradigms.ipynb")] == \
+        ["lab00", "lab07", "lab12", "lab01a", "lab01b", "lab01c", "lab12", "lab01a"]
     (tmp_path / "misnamed_lab.py").write_text("from labkit.grading import Exercise, expect_value\n"
                                               "q1 = Exercise('q2', lab='lab96', title='t', checker=expect_value(1))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(LabkitError, match="use the same name"):
         load_lab("lab96", "misnamed_lab")
+
+
+def test_old_lab_ids_map_to_the_chapter_numbered_ones():
+    from labkit.grading.labs import chapter_module, renamed_from
+
+    # sections 1.1-1.3 were labs 01-03 before labs were numbered by chapter
+    assert [lab_id(x) for x in (1, "02", "lab03", "03_transfer_learning.ipynb")] == ["lab01a", "lab01b", "lab01c",
+                                                                                    "lab01c"]
+    assert renamed_from("01") == "lab01" and renamed_from("01a") is None and renamed_from(12) is None
+    assert chapter_module("01a") == "labkit.chapters.ch01a_paradigms" == chapter_module("01")
+    assert list(load_lab("01")) == list(load_lab("lab01a"))
 
 
 def test_assert_all_passed(tiny_model, monkeypatch, capsys):
@@ -296,6 +308,13 @@ def test_grade_command_on_a_folder(fake_lab, capsys):
     assert rows[1]["lab98.q2"] == "2" and rows[2]["lab98.q1"] == "0"
 
 
+def test_grade_with_an_old_lab_id_names_the_new_one(fake_lab, capsys):
+    path = write_notebook(fake_lab / "homework.ipynb", "from fake_lab98 import q1, q2, q3", "q1.check(42)")
+    assert grade_main([str(path), "--lab", "01", "--exercises", "fake_lab98", "--timeout", "120"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: lab 01 is now lab 01a" in printed and "total 1/4" in printed
+
+
 def test_grader_timeout_is_reported_and_fast_mode_is_passed_on(fake_lab, monkeypatch):
     monkeypatch.setenv("LABKIT_FAST", "0")
     path = write_notebook(fake_lab / "98_slow.ipynb", "from fake_lab98 import q1",
@@ -309,8 +328,8 @@ def test_grader_reads_the_lab_from_notebook_metadata(tmp_path):
     from labkit.grading.grader import _notebook_lab
 
     stamped = nbformat.v4.new_notebook(metadata={"labkit": {"lab": "lab00"}})  # the builder stamps this
-    assert _notebook_lab(tmp_path / "my homework.ipynb", stamped) == "lab00"
-    assert _notebook_lab(tmp_path / "01_lora.ipynb", nbformat.v4.new_notebook()) == "lab01"
+    assert lab_id(_notebook_lab(tmp_path / "my homework.ipynb", stamped)) == "lab00"
+    assert lab_id(_notebook_lab(tmp_path / "01a_lora.ipynb", nbformat.v4.new_notebook())) == "lab01a"
 
 
 def test_grader_bad_input(tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 from labkit.core import LabkitError
-from labkit.exercises import load_lab
+from labkit.grading.labs import load_lab
 from labkit.notebooks import (
     BRANCH,
     CHECK_ALL_TAG,
@@ -28,8 +28,8 @@ from labkit.notebooks import (
 )
 
 LABS = Path(__file__).resolve().parents[1] / "labs"
-SOURCES = sorted((LABS / "solutions").glob("[0-9][0-9]_*.ipynb"))
-COMMITTED = sorted(LABS.glob("[0-9][0-9]_*.ipynb")) + SOURCES
+SOURCES = sorted((LABS / "solutions").glob("[0-9][0-9]*_*.ipynb"))
+COMMITTED = sorted(LABS.glob("[0-9][0-9]*_*.ipynb")) + SOURCES
 
 
 def test_committed_learner_notebooks_match_a_fresh_build():

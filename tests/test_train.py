@@ -161,7 +161,7 @@ def test_lk_train_is_callable_even_after_importing_the_module(lora, tiny):
 def test_the_live_figure_updates_in_place():
     import plotly.graph_objects as go
 
-    from labkit.train.live import refresh_figure
+    from labkit.plots.live import refresh_figure
 
     widget = go.FigureWidget(go.Figure(go.Scatter(x=[1], y=[3.0], name="run")))
     refresh_figure(widget, go.Figure(go.Scatter(x=[1, 2], y=[3.0, 2.5], name="run")))

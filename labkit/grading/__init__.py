@@ -1,6 +1,6 @@
 """Graded exercises: ``q1.check(answer)``, ``q1.hint()``, ``q1.solution()``, learntools-style.
 
-A lab's exercises live in ``labkit/exercises/labNN.py`` (see ``labkit.exercises`` for a complete example).
+A lab's exercises live in ``labkit/chapters/chNN[x]_topic/exercises.py`` (see ``labkit.grading.labs`` for a complete example).
 A check prints one friendly line and never raises for a wrong answer:
 
 >>> from labkit.grading import Exercise, expect_value
@@ -76,8 +76,8 @@ class Exercise:
     def __post_init__(self):
         if not re.fullmatch(r"q\d+[a-z]?", self.name):
             raise LabkitError(f"Exercise name {self.name!r} should look like 'q1' (or 'q2b').")
-        if not re.fullmatch(r"lab\d\d", self.lab):
-            raise LabkitError(f"Exercise {self.name}: lab {self.lab!r} should look like 'lab01'.")
+        if not re.fullmatch(r"lab\d\d[a-z]?", self.lab):
+            raise LabkitError(f"Exercise {self.name}: lab {self.lab!r} should look like 'lab12' or 'lab01a'.")
         if self.points <= 0:
             raise LabkitError(f"Exercise {self.name}: points must be positive, got {self.points}.")
         self.hints, self.context = tuple(self.hints), tuple(self.context)
@@ -143,7 +143,7 @@ def _log(exercise: Exercise, outcome: Outcome) -> None:
 
 def assert_all_passed(lab: str) -> None:
     """Raise unless the latest check of every exercise of ``lab`` in this kernel was correct (solution notebooks)."""
-    from ..exercises import lab_id, load_lab
+    from .labs import lab_id, load_lab
 
     lab = lab_id(lab)
     missing = [name for name in load_lab(lab) if getattr(_LAST.get((lab, name)), "status", None) != CORRECT]

@@ -70,11 +70,9 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def _notebook_lab(path: Path, nb) -> str:
-    from ..exercises import lab_id
-
+def _notebook_lab(path: Path, nb):
     stamped = nb.metadata.get("labkit", {}).get("lab")  # written by the builder; survives renaming the file
-    return lab_id(stamped) if stamped else lab_id(path)
+    return stamped or path
 
 
 def _run(nb, folder: Path, log: Path, timeout: float, env: dict) -> str | None:
@@ -130,7 +128,7 @@ def grade_notebook(path, *, timeout: float = 600, lab: str | None = None, exerci
     """
     import nbformat
 
-    from ..exercises import lab_id, load_lab
+    from .labs import lab_id, load_lab, renamed_from
 
     path = Path(path)
     if path.suffix != ".ipynb" or not path.is_file():
@@ -142,7 +140,11 @@ def grade_notebook(path, *, timeout: float = 600, lab: str | None = None, exerci
     except Exception as err:  # noqa: BLE001  (broken JSON or not a notebook at all)
         raise LabkitError(f"{path} could not be read as a notebook ({type(err).__name__}); ask for a fresh copy.") \
             from None
-    lab = lab_id(lab) if lab else _notebook_lab(path, nb)
+    reference = lab or _notebook_lab(path, nb)
+    lab = lab_id(reference)
+    if renamed_from(reference):
+        print(f"note: lab {renamed_from(reference)[3:]} is now lab {lab[3:]} (labs are numbered by chapter "
+              f"now); grading {path.name} as {lab}")
     known = load_lab(lab, exercises)
     lab = next(iter(known.values())).lab
     start = time.perf_counter()
@@ -197,8 +199,8 @@ def grade_main(argv: list[str]) -> int:
     parser.add_argument("--csv", metavar="OUT", help="write one row per notebook to this CSV file")
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per cell (default 600)")
     parser.add_argument("--fast", action="store_true", help="run in fast mode (LABKIT_FAST=1): fewer training steps")
-    parser.add_argument("--lab", help="lab number when file names do not say it, e.g. 01")
-    parser.add_argument("--exercises", metavar="MODULE", help="exercises module (default labkit.exercises.labNN)")
+    parser.add_argument("--lab", help="lab id when file names do not say it, e.g. 01a")
+    parser.add_argument("--exercises", metavar="MODULE", help="exercises module (default: the lab's labkit.chapters package)")
     args = parser.parse_args(argv)
     try:
         notebooks = _collect(args.paths)

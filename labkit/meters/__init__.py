@@ -5,7 +5,6 @@
 Mistral-7B-v0.3 QLoRA r=16 on a T4: fits, ~6.0 GiB of 15
 """
 
-from ..hardware import HARDWARE, Hardware, get_hardware
 from .arch import ALIASES, dims, display_name, known_configs, resolve_config
 from .compute import (
     DEFAULT_MFU,
@@ -20,6 +19,7 @@ from .compute import (
     training_flops,
     will_it_fit,
 )
+from .hardware import HARDWARE, Hardware, get_hardware
 from .measure import PeakMemory, measure_peak_memory, pin_glibc_allocator, unpin_glibc_allocator
 from .memory import MemoryEstimate, predict_memory, sweep_memory
 from .params import (

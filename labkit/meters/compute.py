@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from ..core import LabkitError
 from ..fourbit import training_layout
-from ..hardware import HARDWARE, get_hardware
 from .arch import dims, display_name, positive_int, resolve_config
+from .hardware import HARDWARE, get_hardware
 from .memory import GIB, MemoryEstimate, predict_memory
 from .params import analytic_trainable_params
 

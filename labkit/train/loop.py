@@ -6,9 +6,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from ..core import LabkitError, fast_mode, seed_everything
+from ..core import LabkitError, fast_mode, in_notebook, seed_everything
 from .evaluate import run_eval
-from .live import LiveLoss, in_notebook, make_progress
 
 OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
@@ -125,6 +124,7 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
     from ..fourbit import training_layout
     from ..meters import measure_peak_memory
     from ..methods.linear_probe import is_classifier
+    from ..plots.live import LiveLoss
 
     _check_args(num_steps, batch_size, seq_len, lr, grad_accum, eval_every)
     data = as_dataset(data)
@@ -219,6 +219,15 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
     return TrainResult(history=pd.DataFrame(history), peak_mem_gib=peak.peak_gib, tokens_per_s=tokens / time_s,
                        time_s=time_s, time_per_step_s=time_s / num_steps, num_steps=num_steps, label=label,
                        settings=settings)
+
+
+def make_progress(total: int, enabled: bool, label: str):
+    """A tqdm bar (notebook-aware) or None."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=label, unit="step", leave=True)
 
 
 def _history(rows, losses, evals):

@@ -3,7 +3,7 @@
 The numbers on screen must be the kit's own: ``meters.analytic_trainable_params`` for the readout, and
 ``plots.memory_breakdown(meters.predict_memory(...))`` for the memory figure, both computed here in the test process.
 
-Lab 01 contract: the explorer's cell in ``labs/01_paradigms.ipynb`` carries the cell tag ``method-explorer`` (or a
+Lab 01a contract: the explorer's cell in ``labs/01a_paradigms.ipynb`` carries the cell tag ``method-explorer`` (or a
 ``# method-explorer`` comment line) and displays ``lk.widgets.method_explorer("smollm2-135m")`` with its default
 controls for method, rank and base (method "lora", rank 8, base "none"); targets, batch and seq_len are read
 from the page.
@@ -20,7 +20,7 @@ from jlab import REPO, ExplorerView
 
 pytestmark = pytest.mark.browser
 
-LAB01 = "01_paradigms.ipynb"
+LAB01 = "01a_paradigms.ipynb"
 MARKER = "method-explorer"
 GENERATED = "explorer_check.ipynb"  # written into the server's throwaway copy of labs/, never into the repo
 GENERATED_CELLS = [
@@ -48,7 +48,7 @@ def marker_cell(path) -> int:
 
 @pytest.fixture(params=["generated", "lab01"])
 def explorer_notebook(request, lab) -> tuple[str, int]:
-    """(notebook, cell index): a two-cell notebook made here, and lab 01 once it exists."""
+    """(notebook, cell index): a two-cell notebook made here, and lab 01a once it exists."""
     if request.param == "lab01":
         if not (REPO / "labs" / LAB01).exists():
             pytest.skip(f"labs/{LAB01} is not written yet; the generated notebook covers the explorer meanwhile")

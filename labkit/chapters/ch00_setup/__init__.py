@@ -1,0 +1,1 @@
+"""Lab 00 (setup): the exercises only; the lab itself uses the shared parts."""

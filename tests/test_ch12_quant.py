@@ -1,0 +1,138 @@
+"""Lab 12's quant module: bits read from bitsandbytes' quantization state, errors, label view, de-quantized copy, agreement."""
+
+import pandas as pd
+import pytest
+import torch
+
+from labkit import LabkitError
+from labkit.chapters.ch12_qlora import quant
+from labkit.models import bitsandbytes_works, load_model
+
+needs_bnb = pytest.mark.skipif(not bitsandbytes_works(), reason="bitsandbytes cannot quantize on this machine")
+
+
+@pytest.fixture(scope="module")
+def weight():
+    """128 x 256 Gaussian weights: 32,768 values = 512 blocks of 64 = 2 nested blocks of 256 scales."""
+    return torch.randn(128, 256, generator=torch.Generator().manual_seed(0)) * 0.02
+
+
+@needs_bnb
+def test_bits_per_param_come_from_the_state(weight):
+    table = quant.quant_table(quant.compare(weight))
+    bits = table["bits_per_param"]
+    assert bits["nf4"] == bits["fp4"] == 4.5  # 4 + 32/64
+    assert bits["nf4+dq"] == bits["fp4+dq"] == pytest.approx(4 + 8 / 64 + 2 * 32 / 32768)  # 4.12695
+    assert bits["int8"] == pytest.approx(8 + 32 / 256)  # one fp32 absmax per row of 256
+    assert table.loc["nf4+dq", "paper_bits_per_param"] == 4.127
+    assert table.loc["nf4", "paper_bits_per_param"] == 4.5
+    assert pd.isna(table.loc["int8", "paper_bits_per_param"])
+    assert table.loc["nf4+dq", "scales_bits_per_param"] == 0.125
+    assert table.loc["nf4", "table_bytes"] == 64  # the 16-entry NF4 code book in fp32
+    assert table.loc["nf4+dq", "table_bytes"] == 64 + 1024 + 4  # + the 8-bit code book of the scales and an offset
+
+
+@needs_bnb
+def test_errors_rank_as_expected_on_gaussian_weights(weight):
+    table = quant.quant_table(quant.compare(weight))
+    rmse = table["relative_rmse"]
+    assert rmse["int8"] < 0.02 < rmse["nf4"] < rmse["fp4"] < 0.2  # NF4 fits normal weights better than FP4
+    assert rmse["nf4+dq"] == pytest.approx(rmse["nf4"], rel=0.02)  # quantizing the scales costs little accuracy
+    result = quant.quantize(weight, "nf4", blocksize=128)
+    assert result.bits_per_param == 4.25 and result.dequantized.shape == weight.shape
+
+
+@needs_bnb
+def test_error_sample_uses_the_same_weights_for_every_kind(weight):
+    sample = quant.error_sample(quant.compare(weight), size=1000)
+    assert list(sample["quantization"].unique()) == ["nf4", "nf4+dq", "fp4", "fp4+dq", "int8"]
+    assert len(sample) == 5000
+    with pytest.raises(LabkitError, match="at least one"):
+        quant.error_sample([])
+
+
+@needs_bnb
+@pytest.mark.parametrize("bad, kwargs, says", [
+    ("w", {"kind": "int4"}, "Unknown quantization"),
+    ("w", {"kind": "int8", "double_quant": True}, "4-bit"),
+    ("w", {"blocksize": 100}, "power of two"),
+    (torch.randn(64), {}, "2-D"),
+    (torch.ones(4, 64, dtype=torch.int8), {}, "already quantized"),
+    ([[1.0, 2.0]], {}, "2-D floating-point"),
+])
+def test_quantize_bad_input(weight, bad, kwargs, says):
+    with pytest.raises(LabkitError, match=says):
+        quant.quantize(weight if isinstance(bad, str) else bad, **kwargs)
+
+
+def test_label_view_marks_only_the_answer():
+    from labkit.models import _tokenizer
+
+    tokenizer = _tokenizer()
+    view = quant.label_view(tokenizer, "What is 2 + 3?", "5")
+    trained = view[view["trained"]]
+    assert list(trained["token"]) == ["5", "<|im_end|>"]
+    assert (view.loc[~view["trained"], "label"] == -100).all()
+    assert (trained["label"] == trained["input_id"]).all()
+    assert view["token"].iloc[-3] == "\n"  # the assistant header ends just before the answer
+
+
+@pytest.fixture(scope="module")
+def tiny_nf4():
+    if not bitsandbytes_works():
+        pytest.skip("bitsandbytes cannot quantize on this machine")
+    return load_model("tiny-llama", quantization="nf4")
+
+
+def test_dequantized_copy_gives_the_4bit_outputs(tiny_nf4):
+    model, tokenizer = tiny_nf4
+    plain = quant.dequantized_copy(model)
+    assert not any("4bit" in type(m).__name__ for m in plain.modules())
+    assert any("4bit" in type(m).__name__ for m in model.modules())  # the original stays quantized
+    agree = quant.compare_outputs(model, plain, tokenizer, ["Sort ascending: 42, 7, 19.", "What is 17 + 25?"])
+    assert agree["max_abs_logit_diff"] < 1e-4 and agree["greedy_agreement"] == 1.0
+
+
+def test_dequantized_copy_refuses_plain_and_adapted_models(tiny_nf4):
+    plain, _ = load_model("tiny-llama")
+    with pytest.raises(LabkitError, match="quantization='nf4'"):
+        quant.dequantized_copy(plain)
+    model, _ = tiny_nf4
+    model.peft_config = {"default": None}  # looks adapted
+    try:
+        with pytest.raises(LabkitError, match="without an adapter"):
+            quant.dequantized_copy(model)
+    finally:
+        del model.peft_config
+
+
+def test_compare_outputs_sees_a_change():
+    model, tokenizer = load_model("tiny-llama")
+    other, _ = load_model("tiny-llama")
+    texts = ["What is 17 + 25?"]
+    same = quant.compare_outputs(model, other, tokenizer, texts)
+    assert same["max_abs_logit_diff"] == 0.0 and same["greedy_agreement"] == 1.0 and same["tokens"] == 10
+    with torch.no_grad():
+        other.lm_head.weight.add_(torch.randn_like(other.lm_head.weight))  # tied: the embedding changes too
+    moved = quant.compare_outputs(model, other, tokenizer, texts)
+    assert moved["max_abs_logit_diff"] > 0.1 and moved["greedy_agreement"] < 1.0
+    with pytest.raises(LabkitError, match="at least one text"):
+        quant.compare_outputs(model, other, tokenizer, [])
+
+
+class _Scores:
+    def __init__(self, questions, correct):
+        self.table = pd.DataFrame({"question": questions, "correct": correct})
+
+
+def test_by_family_splits_scores_per_family():
+    import datasets
+
+    data = datasets.Dataset.from_dict({"instruction": ["a", "b", "c", "d"], "answer": ["1", "2", "3", "4"],
+                                       "family": ["x", "y", "x", "y"]})
+    frame = quant.by_family({"before": _Scores(["a", "b", "c"], [False, False, True]),
+                             "after": _Scores(["a", "b", "c"], [True, True, True])}, data)
+    assert frame.loc["x", "before"] == 0.5 and frame.loc["y", "before"] == 0.0
+    assert frame.loc["all", "before"] == pytest.approx(1 / 3) and frame.loc["all", "after"] == 1.0
+    with pytest.raises(LabkitError, match="same test split"):
+        quant.by_family({"after": _Scores(["b", "a"], [True, True])}, data)
