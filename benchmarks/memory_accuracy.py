@@ -34,7 +34,6 @@ CONFIGS = [
     ("tiny-llama", "lora", "adamw", True),
 ]
 BATCH_SIZE, SEQ_LEN = 4, 128
-MIB = 2**20
 
 
 def _method_kwargs(method: str) -> dict:
@@ -61,6 +60,7 @@ def run_one(name: str, method: str, optimizer: str, ckpt: bool, steps: int) -> d
 
     import labkit as lk
     from labkit import meters
+    from labkit.units import MIB
 
     meters.pin_glibc_allocator()  # from the start, so the warm-up's frees go back to the OS too
     quantization = "nf4" if method == "qlora" else None

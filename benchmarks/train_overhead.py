@@ -39,7 +39,7 @@ def main() -> None:
     from labkit import apply_method, load_model
     from labkit.batches import Batcher, collate, tokenize
     from labkit.data import load_corpus
-    from labkit.train import train
+    from labkit.training import train
 
     lr, steps, bs = 2e-4, args.steps, args.batch_size
     model, tokenizer = load_model(args.model)

@@ -29,14 +29,15 @@ _LAZY = {
     "load_instructions": "data",
     "load_probe": "data",
     "load_metric": "metrics",
+    "train": "training",
 }
-_SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "methods", "train", "widgets", "grading",
+_SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "methods", "training", "widgets", "grading",
                "chapters", "notebooks", "fourbit", "units", "session")
 
 __all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup", "Session",  # noqa: RUF022
            "load_model", "MODEL_PRESETS", "train", "get_method", "apply_method", "list_methods", "load_corpus",
            "load_intents", "load_instructions", "load_probe", "load_metric", "models", "doctor", "data", "metrics",
-           "meters", "plots", "methods", "widgets", "grading", "chapters", "notebooks", "fourbit", "units", "session"]
+           "meters", "plots", "methods", "training", "widgets", "grading", "chapters", "notebooks", "fourbit", "units", "session"]
 
 
 def __getattr__(name: str):

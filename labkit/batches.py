@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .core import LabkitError
+from .units import IGNORE_INDEX
 
 OBJECTIVES = ("causal_lm", "sft", "classification")
-IGNORE = -100  # label value the loss skips (prompt and padding tokens)
 
 
 def as_dataset(data):
@@ -87,8 +87,8 @@ def _sft_examples(data, tokenizer, seq_len: int) -> list[dict]:
     answer_ids = tokenizer(answers, add_special_tokens=False)["input_ids"]
     examples = []
     for p, a in zip(prompt_ids, answer_ids):
-        ids, labels = (p + a)[:seq_len], ([IGNORE] * len(p) + a)[:seq_len]
-        if any(label != IGNORE for label in labels):
+        ids, labels = (p + a)[:seq_len], ([IGNORE_INDEX] * len(p) + a)[:seq_len]
+        if any(label != IGNORE_INDEX for label in labels):
             examples.append({"input_ids": ids, "labels": labels})
     if not examples:
         raise LabkitError(f"seq_len={seq_len} is too short: every answer was cut off after its chat-formatted "
@@ -154,7 +154,7 @@ def collate(rows: list[dict], pad_id: int) -> dict:
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     per_token = isinstance(rows[0]["labels"], list)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long) if per_token else \
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long) if per_token else \
         torch.tensor([r["labels"] for r in rows], dtype=torch.long)
     for i, r in enumerate(rows):
         n = len(r["input_ids"])

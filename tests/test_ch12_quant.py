@@ -7,6 +7,7 @@ import torch
 from labkit import LabkitError
 from labkit.chapters.ch12_qlora import quant
 from labkit.models import bitsandbytes_works, load_model
+from labkit.units import IGNORE_INDEX
 
 needs_bnb = pytest.mark.skipif(not bitsandbytes_works(), reason="bitsandbytes cannot quantize on this machine")
 
@@ -72,7 +73,7 @@ def test_label_view_marks_only_the_answer():
     view = quant.label_view(tokenizer, "What is 2 + 3?", "5")
     trained = view[view["trained"]]
     assert list(trained["token"]) == ["5", "<|im_end|>"]
-    assert (view.loc[~view["trained"], "label"] == -100).all()
+    assert (view.loc[~view["trained"], "label"] == IGNORE_INDEX).all()
     assert (trained["label"] == trained["input_id"]).all()
     assert view["token"].iloc[-3] == "\n"  # the assistant header ends just before the answer
 

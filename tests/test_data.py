@@ -13,6 +13,7 @@ import pytest
 
 from labkit import data
 from labkit.core import LabkitError
+from labkit.units import MIB
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SETS = ("corpus", "intents", "instructions", "probe")
@@ -59,14 +60,14 @@ def test_byte_comparison_catches_a_changed_file(rebuilt, tmp_path):
 
 def test_files_are_modest_and_use_unix_line_endings():
     files = _data_files(DATA)
-    assert all(len(content) < 5 * 2**20 and b"\r" not in content for content in files.values())
-    assert sum(len(content) for content in files.values()) < 3 * 2**20
+    assert all(len(content) < 5 * MIB and b"\r" not in content for content in files.values())
+    assert sum(len(content) for content in files.values()) < 3 * MIB
 
 
 def test_corpus_is_large_varied_and_uses_coined_terms():
     train, val = _read(DATA / "corpus/train.jsonl"), _read(DATA / "corpus/validation.jsonl")
     assert (len(train), len(val)) == (3400, 200)
-    assert sum(len(row["text"].encode()) for row in train + val) > 2**20
+    assert sum(len(row["text"].encode()) for row in train + val) > MIB
     texts = [row["text"] for row in train + val]
     assert len(set(texts)) == len(texts)
     assert all(list(row) == ["text"] for row in train)

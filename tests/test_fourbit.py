@@ -13,7 +13,7 @@ STEPS = 8
 
 def _qlora_losses(generate_first: bool) -> list[float]:
     """QLoRA on tiny-llama, trained on one fixed batch of 8 examples, optionally after a generation."""
-    from labkit.train import generate_answers
+    from labkit.training import generate_answers
 
     model, tokenizer = lk.load_model("tiny-llama", quantization="nf4")
     if generate_first:  # eval mode, no grad: what lab 12's first evaluation does

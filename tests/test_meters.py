@@ -29,6 +29,7 @@ from labkit.meters import (
     training_flops,
     will_it_fit,
 )
+from labkit.units import GIB, MIB
 
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "vocab_size": 1000, "tie_word_embeddings": True}
@@ -196,7 +197,7 @@ def test_7b_anchors(name):
 def test_memory_grows_with_settings_and_sums_up():
     cfg = KNOWN_CONFIGS["HuggingFaceTB/SmolLM2-135M"]
     base = predict_memory(cfg, "lora")
-    assert base.total == sum(base.as_frame()["bytes"]) and base.total_gib == base.total / 2**30
+    assert base.total == sum(base.as_frame()["bytes"]) and base.total_gib == base.total / GIB
     assert predict_memory(cfg, "lora", batch_size=8).activations > base.activations
     assert predict_memory(cfg, "lora", seq_len=256).activations > base.activations
     assert predict_memory(cfg, "lora", grad_checkpointing=True).activations < base.activations / 1.5
@@ -259,7 +260,7 @@ def test_measure_peak_memory_cpu_is_reset_per_block():
         y = torch.ones(1000)
     assert 180e6 < big.peak_bytes < 260e6 and big.device == "cpu"
     assert small.peak_bytes < 30e6 and y.sum() == 1000
-    assert big.peak_gib == big.peak_bytes / 2**30 and "VmHWM" in big.method
+    assert big.peak_gib == big.peak_bytes / GIB and "VmHWM" in big.method
 
 
 @pytest.mark.requires_gpu
@@ -355,7 +356,7 @@ def test_a_block_after_a_bigger_one_still_sees_its_own_peak():
     """glibc keeps freed heap blocks; a later block that reuses them must still count what it allocates."""
     from labkit.meters.measure import M_MMAP_THRESHOLD, _mallopt
 
-    _mallopt(M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's state after large frees: 1 MB tensors come from the heap
+    _mallopt(M_MMAP_THRESHOLD, 32 * MIB)  # glibc's state after large frees: 1 MB tensors come from the heap
     junk = [torch.ones(250_000) for _ in range(200)]  # 200 MB on the heap
     above = torch.ones(250_000)  # live above them, so freeing them cannot shrink the heap by itself
     del junk

@@ -10,8 +10,8 @@ import torch
 from labkit import LabkitError, apply_method, get_method, list_methods
 from labkit.methods import load_trainable, merge_lora, register_method, save_trainable, trainable_names
 from labkit.models import bitsandbytes_works, load_model
-from labkit.train import train
-from labkit.train.evaluate import run_eval
+from labkit.training import train
+from labkit.training.evaluate import run_eval
 
 LABELS = ["billing", "refund", "weather"]
 

@@ -8,6 +8,7 @@ import pytest
 from labkit import plots
 from labkit.core import LabkitError
 from labkit.meters import PeakMemory, compare_costs, param_table, predict_memory, sweep_memory
+from labkit.units import MIB
 
 CFG = "HuggingFaceTB/SmolLM2-135M"
 
@@ -25,7 +26,7 @@ def test_memory_breakdown_stacks_predicted_and_shows_measured():
 
 def test_memory_breakdown_several_runs_and_small_units():
     runs = {"lora": predict_memory("tiny-llama", "lora"), "full": predict_memory("tiny-llama", "full")}
-    fig = plots.memory_breakdown(runs, measured={"lora": 400 * 2**20})
+    fig = plots.memory_breakdown(runs, measured={"lora": 400 * MIB})
     assert list(fig.data[0].x) == ["lora predicted", "full predicted"] and list(fig.data[-1].x) == ["lora measured"]
     assert fig.layout.yaxis.title.text == "memory (MiB)" and fig.data[-1].y[0] == pytest.approx(400)
     with pytest.raises(LabkitError, match="same labels"):

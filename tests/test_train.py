@@ -10,8 +10,8 @@ import torch
 import labkit as lk
 from labkit import LabkitError, apply_method
 from labkit.models import bitsandbytes_works, load_model
-from labkit.train import evaluate as evaluate_module
-from labkit.train import evaluate_exact_match, evaluate_loss, train
+from labkit.training import evaluate as evaluate_module
+from labkit.training import evaluate_exact_match, evaluate_loss, train
 
 QUIET = {"progress": False, "live_plot": False}
 
@@ -91,7 +91,7 @@ def test_periodic_evaluation_fills_eval_columns(lora, tiny):
 def test_fast_mode_caps_the_evaluation_set(lora, tiny, monkeypatch):
     sizes = []
     real = evaluate_module.run_eval
-    monkeypatch.setattr("labkit.train.loop.run_eval", lambda m, ex, *a, **k: sizes.append(len(ex)) or real(m, ex, *a, **k))
+    monkeypatch.setattr("labkit.training.loop.run_eval", lambda m, ex, *a, **k: sizes.append(len(ex)) or real(m, ex, *a, **k))
     monkeypatch.setenv("LABKIT_FAST", "1")
     train(lora, tiny[1], _ids(), num_steps=1, batch_size=2, seq_len=8, eval_data=_ids(40, 8), **QUIET)
     assert sizes == [32]
@@ -152,8 +152,8 @@ def test_8bit_adamw_trains_on_the_cpu_and_paged_falls_back(tiny, capsys):
     assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
 
 
-def test_lk_train_is_callable_even_after_importing_the_module(lora, tiny):
-    import labkit.train  # noqa: F401  (binds the submodule to lk.train)
+def test_lk_train_is_the_function_even_after_importing_the_training_module(lora, tiny):
+    import labkit.training  # noqa: F401  (binds the submodule to lk.training, not lk.train)
 
     assert lk.train(lora, tiny[1], _ids(2), num_steps=1, batch_size=2, seq_len=8, **QUIET).num_steps == 1
 
@@ -184,7 +184,7 @@ def test_other_bad_arguments_are_refused(tiny, lora):
     with pytest.raises(LabkitError, match="classifier head"):
         train(lora, tiny[1], _ids(), objective="classification", num_steps=1, **QUIET)
     with pytest.raises(LabkitError, match="Unknown optimizer"):
-        train(lora, tiny[1], _ids(), num_steps=1, optimizer="sgd", **QUIET)
+        train(lora, tiny[1], _ids(), num_steps=1, optimizer="lion", **QUIET)
     with pytest.raises(LabkitError, match="num_steps must be a positive"):
         train(lora, tiny[1], _ids(), num_steps=0, **QUIET)
     with pytest.raises(LabkitError, match="lr must be positive"):
@@ -204,7 +204,7 @@ def test_in_a_notebook_the_loss_curve_redraws_in_place(lora, tiny, monkeypatch):
     import IPython.display
 
     shown = []
-    monkeypatch.setattr("labkit.train.loop.in_notebook", lambda: True)
+    monkeypatch.setattr("labkit.training.loop.in_notebook", lambda: True)
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
     train(lora, tiny[1], _ids(), num_steps=4, batch_size=2, seq_len=8, lr=1e-2, progress=False, live_plot=True)
     (widget,) = shown  # displayed once, then updated

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from ..core import LabkitError
 from ..fourbit import training_layout
+from ..units import GIB
 from .arch import dims, display_name, positive_int, resolve_config
 from .hardware import HARDWARE, get_hardware
-from .memory import GIB, MemoryEstimate, predict_memory
+from .memory import MemoryEstimate, predict_memory
 from .params import analytic_trainable_params
 
 DEFAULT_MFU = 0.35  # assumed share of peak speed a fine-tuning run reaches (typically 0.3-0.5 on GPUs; measure it)

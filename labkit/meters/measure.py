@@ -7,7 +7,8 @@ import os
 import sys
 from dataclasses import dataclass
 
-GIB = 2**30
+from ..units import GIB, MIB
+
 _PINNED = False
 
 
@@ -76,8 +77,8 @@ def unpin_glibc_allocator() -> None:
     """Give glibc its cache back: the mmap threshold at its dynamic maximum (32 MiB on 64-bit), trim at 2x that."""
     global _PINNED
     if _PINNED:
-        _mallopt(M_MMAP_THRESHOLD, 32 * 2**20)
-        _mallopt(M_TRIM_THRESHOLD, 64 * 2**20)
+        _mallopt(M_MMAP_THRESHOLD, 32 * MIB)
+        _mallopt(M_TRIM_THRESHOLD, 64 * MIB)
         _PINNED = False
 
 

@@ -3,8 +3,7 @@
 Sources, cited once:
 - Model states: 16 bytes per trained parameter in mixed precision with Adam (2 weight + 2 gradient + 4 fp32 master
   + 8 fp32 moments): Rajbhandari et al. 2020, "ZeRO", section 3.1.
-- NF4 with double quantization: 4-bit codes + an 8-bit scale per 64 weights + an fp32 scale per 256 scales =
-  4.127 bits per weight: Dettmers et al. 2023, "QLoRA", section 3. bitsandbytes 8-bit Adam keeps uint8 moments
+- NF4 with double quantization: 4.127 bits per weight (labkit.units.NF4_BITS). bitsandbytes 8-bit Adam keeps uint8 moments
   with an fp32 absmax per 256 values and fp32 moments for tensors under 4096 elements (its min_8bit_size).
 - Activations: Korthikanti et al. 2022, "Reducing Activation Recomputation", section 4.1, count per layer what
   autograd saves (s*b*h*(34 + 5*a*s/h) bytes in 16-bit for GPT with unfused attention). The terms below are the
@@ -19,18 +18,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core import LabkitError
+from ..units import DTYPE_BYTES, GIB, MIB, NF4_BITS, OPTIMIZERS
 from .arch import LINEARS, dims, positive_int, resolve_targets
 from .params import IA3_DEFAULT, _method_settings, trainable_tensors
 
-GIB = 2**30
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-NF4_BYTES = {True: (4 + 8 / 64 + 32 / (64 * 256)) / 8, False: (4 + 32 / 64) / 8}  # double_quant -> bytes/weight
-OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
+NF4_BYTES = {True: NF4_BITS["nf4+dq"] / 8, False: NF4_BITS["nf4"] / 8}  # double_quant -> bytes per weight
 # Process growth of a CPU training step that is not tensors (Python objects, allocator slack) in a warm process:
 # measured 2-3 MiB with benchmarks/memory_accuracy.py --calibrate (a 2-layer, 64-wide Llama, vocabulary 1,000;
 # torch 2.13, Linux, glibc). A cold process's first backward adds a one-time 15-60 MiB (lazy imports, the
 # autograd engine's threads) that this constant leaves out.
-CPU_OVERHEAD_BYTES = 3 * 2**20
+CPU_OVERHEAD_BYTES = 3 * MIB
 # CUDA context and cuBLAS workspace: outside torch's allocator (not in max_memory_allocated); a rule of thumb.
 CUDA_OVERHEAD_BYTES = GIB // 2
 F32 = 4
@@ -172,12 +169,15 @@ def predict_memory(config, method: str = "lora", *, rank: int = 8, target_module
     grad_of = [(n, wbytes if base else F32, base) for n, base in tensors]
     all_grads = sum(n * b for n, b, _ in grad_of)
     states = 0
+    eight_bit = optimizer in ("adamw8bit", "paged_adamw8bit")  # paging moves the same states, it does not shrink them
     for n, b, base in grad_of:
-        states += {"adamw": 8 * n, "sgd": 0,
-                   "adamw8bit": 8 * n if n < 4096 else 2 * n + 8 * -(-n // 256)}[optimizer]
+        if optimizer == "adamw" or (eight_bit and n < 4096):
+            states += 8 * n
+        elif eight_bit:
+            states += 2 * n + 8 * -(-n // 256)
         states += F32 * n if base and b == 2 else 0  # fp32 master copy of a 16-bit weight
     largest = max(n * b for n, b, _ in grad_of)
-    step_temp = ({"adamw": 2, "adamw8bit": 5, "sgd": 0}[optimizer] * largest) if cpu else 0
+    step_temp = ({"adamw": 2, "sgd": 0}.get(optimizer, 5) * largest) if cpu else 0
 
     # Activations per token: decoder layers, then the final norm and head.
     targets = resolve_targets(kw.get("target_modules") or "all-linear") if method in ("lora", "dora", "qlora") \

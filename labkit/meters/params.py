@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from ..core import LabkitError
+from ..units import DTYPE_BYTES
 from .arch import ATTN, LINEARS, MLP, dims, positive_int, resolve_targets
 
 METHODS = ("full", "lora", "dora", "qlora", "adapter", "prefix", "prompt", "ia3", "bitfit", "norm", "linear_probe")
@@ -177,7 +178,6 @@ def analytic_total_params(config) -> int:
 
 def analytic_storage_bytes(config, method: str, *, dtype: str = "fp32", **method_kw) -> int:
     """Bytes one task's checkpoint needs: the trainable parameters at ``dtype`` (fp32 4, bf16/fp16 2)."""
-    bytes_per = {"fp32": 4, "bf16": 2, "fp16": 2}
-    if dtype not in bytes_per:
+    if dtype not in DTYPE_BYTES:
         raise LabkitError(f"Unknown storage dtype {dtype!r}: use 'fp32', 'bf16' or 'fp16'.")
-    return analytic_trainable_params(config, method, **method_kw) * bytes_per[dtype]
+    return analytic_trainable_params(config, method, **method_kw) * DTYPE_BYTES[dtype]

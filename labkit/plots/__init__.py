@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 
 from ..core import LabkitError
+from ..units import GIB, MIB
 
-GIB, MIB = 2**30, 2**20
 COMPONENTS = ("weights", "gradients", "optimizer", "activations", "overhead")
 COLORS = {"weights": "#4C78A8", "gradients": "#F58518", "optimizer": "#E45756", "activations": "#72B7B2",
           "overhead": "#B8B8B8", "measured": "#333333"}

@@ -12,13 +12,14 @@ import tempfile
 import time
 
 from ..core import LabkitError
+from ..units import GIB, KIB, MIB, QUANTIZATIONS
 
 SIZE_SETTING = {"lora": "rank", "dora": "rank", "qlora": "rank", "adapter": "bottleneck",
                 "prefix": "num_virtual_tokens", "prompt": "num_virtual_tokens"}  # what the "rank" slider sets
 TARGETED = ("lora", "dora", "qlora", "ia3")  # methods whose target layers the learner picks
 LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LEARNING_RATES = {"full": 5e-5, "prompt": 3e-2, "prefix": 1e-2, "linear_probe": 1e-2}  # others: 2e-4 (LoRA-like)
-QUANTIZATIONS = {"none": None, "nf4": "nf4", "int8": "int8"}
+BASES = {str(q).lower(): q for q in QUANTIZATIONS}  # toggle label -> quantization ("none" -> None)
 
 
 def _span(cls: str, value, text: str) -> str:
@@ -26,7 +27,7 @@ def _span(cls: str, value, text: str) -> str:
 
 
 def _size(num_bytes: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    for unit, scale in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
         if num_bytes >= scale:
             return f"{num_bytes / scale:.2f} {unit}"
     return f"{num_bytes:.0f} B"
@@ -56,7 +57,7 @@ class MethodExplorer:
         self.batch_size = w.IntSlider(value=4, min=1, max=64, description="batch", continuous_update=False)
         self.seq_len = w.SelectionSlider(options=[32, 64, 128, 256, 512, 1024, 2048, 4096], value=128,
                                          description="seq_len", continuous_update=False)
-        self.quantization = w.ToggleButtons(options=list(QUANTIZATIONS), value="none", description="base")
+        self.quantization = w.ToggleButtons(options=list(BASES), value="none", description="base")
         names = list(meters.HARDWARE)
         self.hardware = w.Dropdown(options=names, value=hardware if hardware in names else names[0],
                                    description="hardware")
@@ -97,7 +98,7 @@ class MethodExplorer:
         return kwargs
 
     def _quant(self):
-        return "nf4" if self.method.value == "qlora" else QUANTIZATIONS[self.quantization.value]
+        return "nf4" if self.method.value == "qlora" else BASES[self.quantization.value]
 
     def key(self) -> tuple:
         """What identifies a measured run (hardware only changes the cost, not the run)."""
@@ -167,7 +168,7 @@ class MethodExplorer:
             self.readout.value = self._readout_html(trainable, total, None, None, row, error=str(err))
             self._highlight(run_id)
             return
-        measured = None if row is None else row["peak_mem_gib"] * 2**30  # plots take bytes
+        measured = None if row is None else row["peak_mem_gib"] * GIB  # plots take bytes
         refresh_figure(self.memory_fig, plots.memory_breakdown(estimate, measured=measured))
         self.readout.value = self._readout_html(trainable, total, estimate, (cost_usd, time_s), row)
         self._highlight(run_id)
@@ -233,7 +234,7 @@ class MethodExplorer:
         from .. import meters, plots
         from ..methods import apply_method, save_trainable
         from ..plots.live import refresh_figure
-        from ..train import train
+        from ..training import train
 
         num_steps = num_steps or self.train_steps.value
         name, quant, kwargs = self.method.value, self._quant(), self.method_kwargs()

@@ -15,6 +15,7 @@ import html
 from dataclasses import dataclass, field
 
 from ...core import LabkitError
+from ...units import GIB, MIB
 
 RESHAPE = ("light", "moderate", "heavy")  # format or style / new skills in a known domain / new knowledge or language
 LATENCY = ("relaxed", "strict")  # strict: serving cannot afford any extra work per token
@@ -57,7 +58,7 @@ def _check(num_tasks, reshape, latency) -> None:
 
 
 def _gib(num_bytes: float) -> str:
-    return f"{num_bytes / 2**30:.2f} GiB" if num_bytes >= 2**28 else f"{num_bytes / 2**20:.1f} MiB"
+    return f"{num_bytes / GIB:.2f} GiB" if num_bytes >= GIB / 4 else f"{num_bytes / MIB:.1f} MiB"
 
 
 def candidates_table(model, gpu: str, *, reshape: str = "moderate", num_tasks: int = 1, batch_size: int = 1,

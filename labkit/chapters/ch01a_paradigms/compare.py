@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from ...core import LabkitError, resolve_device, resolve_dtype
+from ...units import GIB, IGNORE_INDEX, MIB
 
 # Learning rates that move each method within a short budget on the kit's tasks (tried on intents, 20-200 steps):
 # soft prompts, scaling vectors and fresh heads need large steps; full fine-tuning needs small ones.
@@ -28,7 +29,6 @@ DEFAULT_LR = {"full": 5e-5, "lora": 1e-3, "dora": 1e-3, "qlora": 1e-3, "adapter"
               "prompt": 3e-2, "ia3": 1e-2, "bitfit": 1e-3, "norm": 1e-2, "linear_probe": 3e-3}
 ANALOGUES = {"bitfit": "norm"}  # stand-in when a method cannot apply to this model (Llama has no biases)
 MERGEABLE = ("lora", "dora", "qlora", "ia3", "norm")  # methods whose update folds into the base weights
-GIB = 2**30
 NOTES = {
     "full": "the model itself changed: nothing to merge, but a full copy per task",
     "lora": "merges into W: no extra work at inference once merged",
@@ -237,14 +237,14 @@ def _logits(model, input_ids, attention_mask):
 
 def answer_first_tokens(tokenizer, labels) -> list[int]:
     """Token id each label's answer starts with, tokenized exactly as SFT training tokenizes answers."""
-    from ...batches import IGNORE, tokenize
+    from ...batches import tokenize
 
     rows = [{"instruction": "?", "answer": label} for label in labels]
-    firsts = [next(t for t in ex["labels"] if t != IGNORE) for ex in tokenize(rows, tokenizer, "sft", seq_len=512)]
+    firsts = [next(t for t in ex["labels"] if t != IGNORE_INDEX) for ex in tokenize(rows, tokenizer, "sft", seq_len=512)]
     clashes = sorted({label for label, tok in zip(labels, firsts) if firsts.count(tok) > 1})
     if clashes:
         raise LabkitError(f"Labels {clashes} start with the same token, so the first token cannot tell them apart: "
-                          "rename them (e.g. 'a_billing') or score with lk.train.evaluate_exact_match instead.")
+                          "rename them (e.g. 'a_billing') or score with lk.training.evaluate_exact_match instead.")
     return firsts
 
 
@@ -296,7 +296,7 @@ def choice_scores(model, tokenizer, data, labels, *, batch_size: int = 16) -> di
 
 def _quality(model, tokenizer, task: Task, is_probe: bool) -> tuple[float, float]:
     """(quality, eval loss) of ``model`` on the task's held-out rows."""
-    from ...train import evaluate_exact_match, evaluate_loss
+    from ...training import evaluate_exact_match, evaluate_loss
 
     if is_probe:
         found = evaluate_loss(model, tokenizer, task.probe_eval, objective="classification", limit=len(task.probe_eval))
@@ -404,7 +404,7 @@ def _run_one(name, task, cfg, model, tokenizer, model_name, device, dtype, confi
     from ...meters import param_summary
     from ...methods import apply_method, merge_lora, save_trainable
     from ...models import load_model
-    from ...train import train
+    from ...training import train
 
     input_ids, attention_mask = latency_batch
     kwargs = dict(cfg.method_kwargs.get(name, {}))
@@ -479,8 +479,8 @@ def rule_checks(table, *, noise_pct: float = 5.0):
          f"{get('lora', 'weights_gib'):.3f} GiB (LoRA)"), get("qlora", "weights_gib") < get("lora", "weights_gib")),
         ("QLoRA cuts peak training memory", (f"{get('qlora', 'peak_mem_gib'):.3f} vs "
          f"{get('lora', 'peak_mem_gib'):.3f} GiB (LoRA)"), get("qlora", "peak_mem_gib") < get("lora", "peak_mem_gib")),
-        ("PEFT stores far less per task than full fine-tuning", (f"{get('lora', 'stored_bytes') / 2**20:.1f} vs "
-         f"{get('full', 'stored_bytes') / 2**20:.0f} MiB (LoRA vs full)"),
+        ("PEFT stores far less per task than full fine-tuning", (f"{get('lora', 'stored_bytes') / MIB:.1f} vs "
+         f"{get('full', 'stored_bytes') / MIB:.0f} MiB (LoRA vs full)"),
          get("lora", "stored_bytes") < 0.1 * get("full", "stored_bytes")),
     ]
     frame = pd.DataFrame(rows, columns=["chapter says", "measured here", "agrees"])

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass
 
 from ...core import LabkitError
+from ...units import IGNORE_INDEX
 
-IGNORE = -100  # label value the loss skips (the collator's convention)
 MASK_TOKEN = "<mask>"  # added to a copy of a tokenizer that has no mask token (decoder tokenizers have none)
 
 
@@ -42,7 +42,7 @@ def _pad_ready(tokenizer):
 
 
 def causal_lm_batch(tokenizer, texts, *, seq_len: int = 32) -> dict:
-    """Next-token batch: ``labels`` equal ``input_ids`` (padding -> -100); the model shifts them by one inside.
+    """Next-token batch: ``labels`` equal ``input_ids`` (padding -> the ignore index); the model shifts them by one inside.
 
     >>> batch = causal_lm_batch(tokenizer, ["A dragon sleeps."], seq_len=16)  # doctest: +SKIP
     """
@@ -68,7 +68,7 @@ def with_mask_token(tokenizer):
 
 
 def masked_lm_batch(tokenizer, texts, *, seq_len: int = 32, mlm_probability: float = 0.15, seed: int = 0) -> dict:
-    """BERT-style masked batch (seeded): chosen positions keep their token as label, all others get -100.
+    """BERT-style masked batch (seeded): chosen positions keep their token as label, all others get the ignore index.
 
     The tokenizer needs a mask token: pass ``with_mask_token(tokenizer)`` for a decoder's tokenizer.
     """
@@ -87,7 +87,7 @@ def mask_outcomes(original_ids, masked_ids, labels, mask_id: int) -> list[list[s
     """Per position: "" (not chosen), "[MASK]", "random" (another token) or "kept" (chosen, left unchanged)."""
     rows = []
     for orig, new, lab in zip(original_ids.tolist(), masked_ids.tolist(), labels.tolist()):
-        rows.append(["" if y == IGNORE else "[MASK]" if n == mask_id else "kept" if n == o else "random"
+        rows.append(["" if y == IGNORE_INDEX else "[MASK]" if n == mask_id else "kept" if n == o else "random"
                      for o, n, y in zip(orig, new, lab)])
     return rows
 
@@ -121,7 +121,7 @@ class ObjectiveViews:
             "token": tok(ids),
             "next-token target": [tok([t])[0] if t is not None else "(none: last position)" for t in targets],
             "masked input": tok(masked),
-            "masked label": [tok([y])[0] if y != IGNORE else "" for y in labels],
+            "masked label": [tok([y])[0] if y != IGNORE_INDEX else "" for y in labels],
             "masking": self.outcomes[row][:len(ids)],
         })
 
@@ -130,8 +130,8 @@ class ObjectiveViews:
         import pandas as pd
 
         _, targets = shift_for_next_token(self.causal["input_ids"], self.causal["labels"])
-        causal = int((targets != IGNORE).sum())
-        masked = int((self.masked["labels"] != IGNORE).sum())
+        causal = int((targets != IGNORE_INDEX).sum())
+        masked = int((self.masked["labels"] != IGNORE_INDEX).sum())
         tokens = int(self.causal["attention_mask"].sum())
         counts = {"next-token (causal LM)": causal, "masked-token (BERT-style)": masked}
         return pd.DataFrame({"positions with a target": counts,

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 
 from ...core import LabkitError
+from ...units import DTYPE_BYTES, GIB
 
 PATHS = ("pretrain", "full", "lora", "qlora")  # from scratch, then the fine-tuning paths, heaviest first
 PATH_TITLES = {"pretrain": "pretrain from scratch", "full": "full fine-tuning", "lora": "LoRA", "qlora": "QLoRA"}
@@ -98,8 +99,8 @@ def path_cost(model, path: str, tokens: float, hardware: str = "A100-80GB", *, r
     flops = meters.training_flops(n_matmul, tokens, trainable_params=None if method == "full" else trainable)
     time_s = meters.estimate_time_s(flops, hw, _dtype(hw), mfu=mfu or meters.DEFAULT_MFU)
     fit = meters.will_it_fit(config, method, hw.name, rank=rank)
-    stored = meters.analytic_storage_bytes(config, method, dtype="bf16", **kw) / 2**30
-    model_gib = meters.analytic_total_params(config) * 2 / 2**30
+    stored = meters.analytic_storage_bytes(config, method, dtype="bf16", **kw) / GIB
+    model_gib = meters.analytic_total_params(config) * DTYPE_BYTES["bf16"] / GIB
     return PathCost(path, float(tokens), flops, time_s / 3600, time_s / 3600 * hw.usd_per_hour, fit.need_gib,
                     max(1, math.ceil(fit.need_gib / fit.capacity_gib)), trainable, stored, model_gib)
 

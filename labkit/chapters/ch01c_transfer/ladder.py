@@ -51,7 +51,7 @@ def run_classifier(setup: str, train_data, eval_sets: dict, *, model_name: str =
     from ...methods import apply_method
     from ...methods.linear_probe import add_classifier_head
     from ...models import load_model
-    from ...train import evaluate_loss, train
+    from ...training import evaluate_loss, train
     from . import probes
 
     if setup not in SETUPS:

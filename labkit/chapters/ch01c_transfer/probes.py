@@ -286,7 +286,7 @@ def general_knowledge(model, tokenizer, probe, *, limit: int | None = None, suff
     >>> general_knowledge(model, tokenizer, lk.load_probe()["test"], limit=20)  # doctest: +SKIP
     """
     from ...batches import as_dataset
-    from ...train import evaluate_exact_match, evaluate_loss
+    from ...training import evaluate_exact_match, evaluate_loss
 
     lm = getattr(model, "backbone", model)
     data = as_dataset(probe)

@@ -6,8 +6,8 @@ import itertools
 import math
 
 from ...grading import Args, Exercise, expect_function
+from ...units import IGNORE_INDEX
 
-IGNORE = -100  # the label value torch's cross-entropy skips (labkit.batches.IGNORE)
 BUDGET_RANK = 8  # q3: the LoRA rank of the budget exercise
 BUDGET_PARAMS = 1_500_000  # q3: at most this many trainable LoRA parameters
 
@@ -59,7 +59,7 @@ q1 = Exercise(
 
 
 def _answer_only_labels(prompt_ids, answer_ids):
-    return [IGNORE] * len(prompt_ids) + list(answer_ids)
+    return [IGNORE_INDEX] * len(prompt_ids) + list(answer_ids)
 
 
 _LABEL_CASES = [Args([1, 9690, 198, 4093], [37, 2]), Args([5, 6, 7], [8]), Args([1], [2, 3, 4, 5]),
@@ -71,18 +71,18 @@ q2 = Exercise(
         _answer_only_labels, _LABEL_CASES,
         mistakes=[
             (lambda p, a: list(p) + list(a), "every token is trained on: hide the prompt tokens from the loss."),
-            (lambda p, a: list(p) + [IGNORE] * len(a), "the other way round: the answer should carry the loss."),
+            (lambda p, a: list(p) + [IGNORE_INDEX] * len(a), "the other way round: the answer should carry the loss."),
             (lambda p, a: [0] * len(p) + list(a),
              "0 is a real token id: the loss would learn to predict it. Use the value cross-entropy ignores."),
             (lambda p, a: list(a), "the labels line up with input_ids: one label per prompt token and per answer token."),
-            (lambda p, a: [IGNORE] * (len(p) - 1) + list(a) + [IGNORE],
+            (lambda p, a: [IGNORE_INDEX] * (len(p) - 1) + list(a) + [IGNORE_INDEX],
              "no shifting needed: the model shifts labels by one position itself."),
         ]),
     hints=("The model's input is prompt_ids + answer_ids; labels has the same length.",
            "Prompt positions get the label that torch's cross_entropy skips (ignore_index).",
-           "That value is -100 (labkit.batches.IGNORE); the answer positions keep their token ids."),
+           "That value is torch's ignore_index, lk.units.IGNORE_INDEX; the answer positions keep their token ids."),
     solution_code="def answer_only_labels(prompt_ids, answer_ids):\n"
-                  "    return [-100] * len(prompt_ids) + list(answer_ids)",
+                  "    return [lk.units.IGNORE_INDEX] * len(prompt_ids) + list(answer_ids)",
 )
 
 

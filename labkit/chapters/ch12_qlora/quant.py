@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...core import LabkitError
+from ...units import IGNORE_INDEX
 
 KINDS = ("nf4", "fp4", "int8")  # what quantize() knows: 4-bit NormalFloat, 4-bit float, 8-bit integer per row
 
@@ -155,12 +156,12 @@ def label_view(tokenizer, instruction: str, answer: str, *, seq_len: int = 128):
     """
     import pandas as pd
 
-    from ...batches import IGNORE, tokenize
+    from ...batches import tokenize
 
     example = tokenize([{"instruction": instruction, "answer": answer}], tokenizer, "sft", seq_len=seq_len)[0]
     return pd.DataFrame({"token": [tokenizer.decode([t]) for t in example["input_ids"]],
                          "input_id": example["input_ids"], "label": example["labels"],
-                         "trained": [label != IGNORE for label in example["labels"]]})
+                         "trained": [label != IGNORE_INDEX for label in example["labels"]]})
 
 
 def dequantized_copy(model):

@@ -14,7 +14,7 @@ _DESCRIPTION = ("Perplexity = exp(total negative log-likelihood / total tokens).
 _KWARGS_DESCRIPTION = """
 Args:
     losses: mean cross-entropy (nats per token) of each batch or sequence.
-    num_tokens: number of predicted tokens behind each loss (labels that are not -100).
+    num_tokens: number of predicted tokens behind each loss (labels that are not the ignore index).
 Returns:
     perplexity: exp(mean_loss); mean_loss: token-weighted mean loss; num_tokens: total tokens.
 Example:

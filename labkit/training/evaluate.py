@@ -14,7 +14,8 @@ def run_eval(model, examples: list[dict], batch_size: int, pad_id: int, objectiv
     """Mean loss over tokenized examples (weighted by predicted tokens); accuracy too for classification."""
     import torch
 
-    from ..batches import IGNORE, in_order
+    from ..batches import in_order
+    from ..units import IGNORE_INDEX
 
     device = next(model.parameters()).device
     total_loss = total_weight = correct = 0.0
@@ -29,7 +30,7 @@ def run_eval(model, examples: list[dict], batch_size: int, pad_id: int, objectiv
                 weight = batch["labels"].numel()
                 correct += (out.logits.argmax(-1) == batch["labels"]).sum().item()
             else:
-                weight = (batch["labels"][:, 1:] != IGNORE).sum().item()  # tokens whose next token is predicted
+                weight = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().item()  # tokens whose next token is predicted
             total_loss += out.loss.float().item() * weight
             total_weight += weight
     model.train(was_training)

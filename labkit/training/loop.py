@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 
 from ..core import LabkitError, fast_mode, in_notebook, seed_everything
+from ..units import OPTIMIZERS
 from .evaluate import run_eval
 
-OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 
 
@@ -55,6 +55,8 @@ def _optimizer(params, name: str, lr: float, weight_decay: float):
         raise LabkitError(f"Unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}.")
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     from ..models import bitsandbytes_works
 
     if not bitsandbytes_works():

@@ -1,0 +1,13 @@
+"""The training loop (``train``, re-exported as ``lk.train``) and evaluation helpers.
+
+>>> import labkit as lk
+>>> result = lk.train(model, tokenizer, lk.load_instructions()["train"], num_steps=20)  # doctest: +SKIP
+>>> lk.training.evaluate_loss(model, tokenizer, lk.load_corpus()["validation"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .evaluate import ExactMatch, evaluate_exact_match, evaluate_loss, generate_answers
+from .loop import TrainResult, train
+
+__all__ = ["ExactMatch", "TrainResult", "evaluate_exact_match", "evaluate_loss", "generate_answers", "train"]
