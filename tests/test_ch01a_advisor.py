@@ -2,8 +2,9 @@
 
 import pytest
 
-from labkit.chapters.ch01a_paradigms.advisor import AdvisorPanel, advice_figure, candidates_table, recommend
+from labkit.chapters.ch01a_paradigms.advisor import AdvisorPanel, candidates_table, recommend
 from labkit.core import LabkitError
+from labkit.plots import advice_figure
 
 LLAMA8B = "meta-llama/Llama-3.1-8B"
 
@@ -70,7 +71,7 @@ def test_bad_input_is_explained(kwargs, says):
 
 def test_figure_marks_the_recommendation():
     advice = recommend(LLAMA8B, gpu="T4")
-    fig = advice_figure(advice)
+    fig = advice_figure(advice.table)
     bar = fig.data[0]
     assert list(bar.x) == list(advice.table.index)
     assert bar.marker.color[list(bar.x).index("qlora")] == "#2a9d8f"

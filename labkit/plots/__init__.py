@@ -174,3 +174,39 @@ def param_breakdown(table, *, title: str = "Parameters by component"):
     fig.add_bar(name="trainable", y=list(rows.index), x=trainable, orientation="h", marker_color="#E45756",
                 width=0.4, hovertemplate="%{y}: %{x:,} trainable<extra></extra>")
     return fig
+
+
+def advice_figure(table):
+    """Predicted memory of every candidate method against the GPU's capacity, the recommendation highlighted.
+
+    ``table`` is an advice table (lab 01a's ``advisor.recommend(...).table``): need_gib, fits, chosen, capacity_gib.
+    """
+    import plotly.graph_objects as go
+
+    colours = ["#2a9d8f" if chosen else ("#adb5bd" if fits else "#e76f51")
+               for chosen, fits in zip(table["chosen"], table["fits"])]
+    fig = go.Figure(go.Bar(x=list(table.index), y=list(table["need_gib"]), marker_color=colours, name="needs",
+                           hovertemplate="%{x}: %{y:.2f} GiB<extra></extra>"))
+    fig.add_hline(y=float(table["capacity_gib"].iloc[0]), line_dash="dash",
+                  annotation_text=f"GPU memory {table['capacity_gib'].iloc[0]:g} GiB")
+    fig.update_layout(title="Predicted training memory per method (green: recommended, red: does not fit)",
+                      yaxis_title="GiB", template="plotly_white", height=360, showlegend=False)
+    return fig
+
+
+def ladder_figure(walk):
+    """Bar chart of a ladder walk (lab 01c's ``ladder.walk_ladder``): accuracy per rung, coloured by verdict, with the target line."""
+    import plotly.graph_objects as go
+
+    colours = {"climb": "#c0c0c0", "stop here": "#2a9d8f", "not needed": "#e9c46a"}
+    fig = go.Figure(go.Bar(x=list(walk["rung"]), y=list(walk["accuracy"]), name="accuracy",
+                           marker_color=[colours[v] for v in walk["verdict"]],
+                           text=[f"{a:.3f}<br>{v}" for a, v in zip(walk["accuracy"], walk["verdict"])],
+                           textposition="outside",
+                           customdata=list(zip(walk["trainable_params"], walk["train_time_s"])),
+                           hovertemplate="%{x}: accuracy %{y:.3f}<br>%{customdata[0]:,} trainable<br>"
+                                         "%{customdata[1]:.1f} s training<extra></extra>"))
+    fig.add_hline(y=float(walk["target"].iloc[0]), line_dash="dash", annotation_text="target")
+    fig.update_layout(title="The cheap-first ladder (measured)", yaxis_title="accuracy", yaxis_range=[0, 1.15],
+                      xaxis_title="rung (cheapest first)", height=360, margin={"t": 50, "b": 40})
+    return fig

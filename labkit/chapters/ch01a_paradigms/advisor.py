@@ -153,22 +153,6 @@ def recommend(model="meta-llama/Llama-3.1-8B", *, gpu: str = "T4", num_tasks: in
     return Advice(chosen, settings, tuple(reasons), table.assign(chosen=table.index == chosen))
 
 
-def advice_figure(advice: Advice):
-    """Predicted memory of every candidate against the GPU's capacity (plotly), the recommendation highlighted."""
-    import plotly.graph_objects as go
-
-    table = advice.table
-    colours = ["#2a9d8f" if chosen else ("#adb5bd" if fits else "#e76f51")
-               for chosen, fits in zip(table["chosen"], table["fits"])]
-    fig = go.Figure(go.Bar(x=list(table.index), y=list(table["need_gib"]), marker_color=colours, name="needs",
-                           hovertemplate="%{x}: %{y:.2f} GiB<extra></extra>"))
-    fig.add_hline(y=float(table["capacity_gib"].iloc[0]), line_dash="dash",
-                  annotation_text=f"GPU memory {table['capacity_gib'].iloc[0]:g} GiB")
-    fig.update_layout(title="Predicted training memory per method (green: recommended, red: does not fit)",
-                      yaxis_title="GiB", template="plotly_white", height=360, showlegend=False)
-    return fig
-
-
 class AdvisorPanel:
     """Controls for the four questions, a readout of the advice and the memory figure; updates on every change."""
 
@@ -176,6 +160,7 @@ class AdvisorPanel:
         import ipywidgets as w
         import plotly.graph_objects as go
 
+        from ... import plots
         from ...meters import ALIASES, known_configs
         from ...meters.hardware import HARDWARE
 
@@ -192,7 +177,7 @@ class AdvisorPanel:
         self.readout = w.HTML()
         self.table = w.HTML()
         self.advice = self._advice()
-        self.figure = go.FigureWidget(advice_figure(self.advice))
+        self.figure = go.FigureWidget(plots.advice_figure(self.advice.table))
         for control in (self.model, self.gpu, self.num_tasks, self.reshape, self.latency):
             control.observe(lambda _: self.update(), names="value")
         self.widget = w.VBox([w.HBox([w.VBox([self.model, self.gpu, self.num_tasks, self.reshape, self.latency]),
@@ -206,6 +191,7 @@ class AdvisorPanel:
 
     def update(self) -> None:
         """Recompute the advice from the controls and redraw."""
+        from ... import plots
         from ...plots.live import refresh_figure
 
         self.advice = self._advice()
@@ -214,7 +200,7 @@ class AdvisorPanel:
         items = "".join(f"<li>{html.escape(r)}</li>" for r in a.reasons)
         self.readout.value = (f'<div class="lk-advice" data-method="{a.method or ""}"><b>{title}</b>'
                               f"<ul>{items}</ul></div>")
-        refresh_figure(self.figure, advice_figure(a))
+        refresh_figure(self.figure, plots.advice_figure(a.table))
         shown = a.table.assign(storage_per_task=a.table["storage_per_task_bytes"].map(_gib),
                                storage_all_tasks=a.table["storage_all_tasks_bytes"].map(_gib))
         shown = shown[["rank", "fits", "need_gib", "trainable_pct", "storage_per_task", "storage_all_tasks",

@@ -190,30 +190,14 @@ def recommendation(walk) -> str:
             f"of the most expensive rung) and {stop['train_time_s']:.1f} s of training.")
 
 
-def ladder_figure(walk):
-    """Bar chart of a walk: accuracy per rung, coloured by verdict, with the target line."""
-    import plotly.graph_objects as go
-
-    colours = {"climb": "#c0c0c0", "stop here": "#2a9d8f", "not needed": "#e9c46a"}
-    fig = go.Figure(go.Bar(x=list(walk["rung"]), y=list(walk["accuracy"]), name="accuracy",
-                           marker_color=[colours[v] for v in walk["verdict"]],
-                           text=[f"{a:.3f}<br>{v}" for a, v in zip(walk["accuracy"], walk["verdict"])],
-                           textposition="outside",
-                           customdata=list(zip(walk["trainable_params"], walk["train_time_s"])),
-                           hovertemplate="%{x}: accuracy %{y:.3f}<br>%{customdata[0]:,} trainable<br>"
-                                         "%{customdata[1]:.1f} s training<extra></extra>"))
-    fig.add_hline(y=float(walk["target"].iloc[0]), line_dash="dash", annotation_text="target")
-    fig.update_layout(title="The cheap-first ladder (measured)", yaxis_title="accuracy", yaxis_range=[0, 1.15],
-                      xaxis_title="rung (cheapest first)", height=360, margin={"t": 50, "b": 40})
-    return fig
-
-
 class LadderWidget:
     """Pick a data size, the eval set and a tolerance; the ladder walk, its chart and a recommendation follow."""
 
     def __init__(self, results, *, eval_labels: dict | None = None):
         import ipywidgets as w
         import plotly.graph_objects as go
+
+        from ... import plots
 
         _check_results(results)
         self.results = results
@@ -229,7 +213,7 @@ class LadderWidget:
         self.table = w.HTML()
         self.walk = walk_ladder(results, self.data_size.value, eval_set=self.eval_set.value,
                                 tolerance=self.tolerance.value)
-        self.figure = go.FigureWidget(ladder_figure(self.walk))
+        self.figure = go.FigureWidget(plots.ladder_figure(self.walk))
         for control in (self.data_size, self.eval_set, self.tolerance):
             control.observe(lambda _: self.update(), names="value")
         self.widget = w.VBox([w.HBox([self.data_size, self.tolerance]), self.eval_set, self.message, self.figure,
@@ -238,11 +222,12 @@ class LadderWidget:
 
     def update(self) -> None:
         """Walk the ladder for the current controls and redraw."""
+        from ... import plots
         from ...plots.live import refresh_figure
 
         self.walk = walk_ladder(self.results, self.data_size.value, eval_set=self.eval_set.value,
                                 tolerance=self.tolerance.value)
-        refresh_figure(self.figure, ladder_figure(self.walk))
+        refresh_figure(self.figure, plots.ladder_figure(self.walk))
         self.message.value = f"<b>{html.escape(recommendation(self.walk))}</b>"
         shown = self.walk.assign(about=[RUNG_ABOUT.get(r, "") for r in self.walk["rung"]])
         self.table.value = shown.to_html(index=False, float_format=lambda x: f"{x:.3f}", classes="lk-ladder")
