@@ -137,8 +137,8 @@ def test_a_shared_part_importing_a_chapter_fails(copy_of_the_package):
 def test_a_chapter_importing_another_chapter_fails(copy_of_the_package):
     root, table = copy_of_the_package
     _plant(root / "chapters" / "ch12_qlora" / "quant.py", "from ..ch01a_paradigms import compare")
-    assert violations(root, table) == ["labkit.chapters.ch12_qlora.quant imports labkit.chapters.ch01a_paradigms."
-                                       "compare: a chapter never imports another chapter"]
+    assert violations(root, table) == [("labkit.chapters.ch12_qlora.quant imports labkit.chapters.ch01a_paradigms."
+                                        "compare: a chapter never imports another chapter")]
 
 
 def test_a_planted_cycle_fails_even_where_each_import_is_allowed(copy_of_the_package):
