@@ -57,6 +57,13 @@ def test_numbers_come_from_the_meters():
     assert table.loc["full", "trainable_pct"] == pytest.approx(100.0)
 
 
+def test_latency_and_rank_come_from_the_registry():
+    table = candidates_table(LLAMA8B, "T4", reshape="light")
+    assert table["adds_latency"].to_dict() == {"lora": False, "ia3": False, "prompt": True, "qlora": False,
+                                               "dora": False, "adapter": True, "full": False}
+    assert table["rank"].dropna().to_dict() == {"lora": 8, "qlora": 8, "dora": 8}  # the methods whose knob is rank
+
+
 @pytest.mark.parametrize("kwargs, says", [
     ({"num_tasks": 0}, "num_tasks"),
     ({"num_tasks": 2.5}, "num_tasks"),

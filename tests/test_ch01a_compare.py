@@ -83,6 +83,32 @@ def test_merging_is_measured_where_it_exists(result):
     assert table.loc["qlora", "weights_gib"] < table.loc["lora", "weights_gib"]  # a 4-bit base
 
 
+def test_notes_come_from_the_registry(result):
+    from labkit.methods import get_method
+
+    for name in ("lora", "prompt", "linear_probe", "qlora"):
+        assert result.table.loc[name, "note"] == get_method(name).note
+    assert result.table.loc["lora", "note"] == "merges into W: no extra work at inference once merged"
+
+
+def test_a_method_left_out_points_to_its_analogue():
+    rows = {"bitfit": {"status": "not applicable", "note": "This model has no biases."},
+            "norm": {"status": "trained", "note": ""}, "lora": {"status": "not applicable", "note": "Refused."}}
+    compare.point_to_analogues(rows)
+    assert rows["bitfit"]["note"] == "This model has no biases. Its nearest analogue, 'norm', has a row of its own."
+    assert rows["lora"]["note"] == "Refused." and rows["norm"]["note"] == ""  # no analogue, or trained
+    alone = {"bitfit": {"status": "not applicable", "note": "No biases."}}
+    compare.point_to_analogues(alone)
+    assert alone["bitfit"]["note"] == "No biases."  # the analogue has no row to point to
+
+
+def test_learning_rates_come_from_the_registry():
+    cfg = CompareConfig(lr={"lora": 5e-4})
+    assert cfg.lr_for("lora") == 5e-4  # given
+    assert (cfg.lr_for("full"), cfg.lr_for("dora"), cfg.lr_for("prompt"), cfg.lr_for("linear_probe")) == \
+        (5e-5, 1e-3, 3e-2, 3e-3)  # the registry's default_lr, tried on the intents in lab 01a
+
+
 def test_view_and_plot(result):
     view = result.view()
     assert "% params updated" in view.columns and len(view) == 5

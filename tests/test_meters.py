@@ -1,6 +1,7 @@
 """Meters: parameter counts against peft, memory formulas against autograd and the published anchors,
 peak measurement, FLOPs, cost, will-it-fit, and a clear error for each kind of bad input."""
 
+import dataclasses
 import sys
 import time
 
@@ -19,6 +20,7 @@ from labkit.meters import (
     estimate_cost,
     estimate_time_s,
     get_hardware,
+    matmul_params,
     measure_peak_memory,
     measure_throughput,
     param_summary,
@@ -313,6 +315,39 @@ def test_every_registered_method_has_a_prediction():
             continue
         est = predict_memory(tiny_config(), name, **kw)
         assert est.total > est.weights > 0 and est.phase, name
+
+
+def test_the_meters_follow_the_registry_not_method_names(monkeypatch):
+    """A new method of an existing family gets that family's formulas, title and settings without a meters edit."""
+    from labkit import methods
+
+    lora = methods.get_method("lora")
+    monkeypatch.setattr(methods, "_REGISTRY", dict(methods._REGISTRY))  # the new method leaves with the test
+    facts = {f.name: getattr(lora, f.name) for f in dataclasses.fields(lora) if f.name not in ("name", "title")}
+    methods.register_method("lora_twin", title="LoRA twin", **facts)
+    config = tiny_config()
+    assert analytic_trainable_params(config, "lora_twin", rank=4) == analytic_trainable_params(config, "lora", rank=4)
+    assert predict_memory(config, "lora_twin", rank=4) == predict_memory(config, "lora", rank=4)
+    report = will_it_fit("mistralai/Mistral-7B-v0.3", "lora_twin", "T4", rank=16)
+    assert str(report).startswith("Mistral-7B-v0.3 LoRA twin r=16 on a T4") and report.rank == 16
+
+
+def test_fit_reports_take_titles_and_ranks_from_the_registry():
+    prompt = will_it_fit("HuggingFaceTB/SmolLM2-135M", "prompt", "T4")
+    assert str(prompt).startswith("SmolLM2-135M prompt tuning on a T4: fits") and prompt.rank is None
+    qlora = will_it_fit("HuggingFaceTB/SmolLM2-135M", "qlora", "T4", rank=8)
+    lora = will_it_fit("HuggingFaceTB/SmolLM2-135M", "lora", "T4", rank=8)
+    assert qlora.estimate.details["saved_activations"] < lora.estimate.details["saved_activations"]  # checkpointing
+    assert qlora.estimate.weights < 0.7 * lora.estimate.weights  # its base_quantization, nf4 (embeddings stay fp32)
+
+
+def test_full_fine_tuning_costs_six_n_d():
+    config = KNOWN_CONFIGS["HuggingFaceTB/SmolLM2-135M"]
+    table = compare_costs(config, 1e6, hardware=["H100"]).set_index("method")
+    n = matmul_params(config)
+    assert table.loc["full", "time_s"] == pytest.approx(estimate_time_s(6 * n * 1e6, "H100", "bf16"))
+    trainable = analytic_trainable_params(config, "lora", rank=16)
+    assert table.loc["lora", "time_s"] == pytest.approx(estimate_time_s(4 * n * 1e6 + 2 * trainable * 1e6, "H100"))
 
 
 def test_keep_logits_adds_one_copy_of_the_logits():

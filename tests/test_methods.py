@@ -2,13 +2,23 @@
 
 import copy
 import dataclasses
+import re
+from pathlib import Path
 
 import datasets
 import pytest
 import torch
 
-from labkit import LabkitError, apply_method, get_method, list_methods
-from labkit.methods import load_trainable, merge_lora, register_method, save_trainable, trainable_names
+from labkit import LabkitError, apply_method, get_method, list_methods, methods
+from labkit.methods import (
+    FAMILIES,
+    discover_methods,
+    load_trainable,
+    merge_lora,
+    register_method,
+    save_trainable,
+    trainable_names,
+)
 from labkit.models import bitsandbytes_works, load_model
 from labkit.training import train
 from labkit.training.evaluate import run_eval
@@ -50,6 +60,24 @@ EXPECTED = {
     | {"base_model.model.model.norm.ln_tuning_layers.default.weight"},
 }
 
+
+# The order learners see, and every method's facts, hard-coded so that a change to the registry shows up here.
+ORDER = ["full", "lora", "dora", "qlora", "adapter", "prefix", "prompt", "ia3", "bitfit", "norm", "linear_probe"]
+FACT_NAMES = ("default_lr", "size_knob", "takes_targets", "mergeable", "adds_latency", "analogue", "family",
+              "base_quantization", "title")
+FACTS = {
+    "full": (5e-5, None, False, False, False, None, "all_weights", None, "full fine-tuning"),
+    "lora": (1e-3, "rank", True, True, False, None, "low_rank", None, "LoRA"),
+    "dora": (1e-3, "rank", True, True, False, None, "low_rank_magnitude", None, "DoRA"),
+    "qlora": (1e-3, "rank", True, True, False, None, "low_rank", "nf4", "QLoRA"),
+    "adapter": (1e-3, "bottleneck", False, False, True, None, "bottleneck", None, "adapters"),
+    "prefix": (1e-2, "num_virtual_tokens", False, False, True, None, "kv_prefix", None, "prefix tuning"),
+    "prompt": (3e-2, "num_virtual_tokens", False, False, True, None, "soft_prompt", None, "prompt tuning"),
+    "ia3": (1e-2, None, True, True, False, None, "scaling", None, "(IA)^3"),
+    "bitfit": (1e-3, None, False, False, False, "norm", "biases", None, "BitFit"),
+    "norm": (1e-2, None, False, True, False, None, "norm_weights", None, "norm tuning"),
+    "linear_probe": (3e-3, None, False, False, False, None, "head", None, "linear probe"),
+}
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread (conftest)
 
@@ -186,9 +214,13 @@ def test_lora_parameters_on_tiny_llama_by_hand(tiny):
     assert sum(p.numel() for p in doubled.parameters() if p.requires_grad) == 2 * 8 * (128 + 96)
 
 
-@pytest.mark.parametrize("name", ["lora", "dora", "ia3"])
+def _mergeable(on_cpu_base: bool) -> list[str]:
+    return [m for m in list_methods() if get_method(m).mergeable == on_cpu_base and not get_method(m).base_quantization]
+
+
+@pytest.mark.parametrize("name", _mergeable(True))
 def test_merging_gives_the_same_outputs(name, tiny):
-    model = apply_method(copy.deepcopy(tiny[0]), name, **({"rank": 4} if name != "ia3" else {}))
+    model = apply_method(copy.deepcopy(tiny[0]), name, **CASES[name][0])
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -199,15 +231,20 @@ def test_merging_gives_the_same_outputs(name, tiny):
         expected = model(input_ids=batch).logits
         merged = merge_lora(model)
         assert not hasattr(merged, "peft_config") or not merged.peft_config
-        assert not any("lora_" in n or "ia3_" in n for n, _ in merged.named_parameters())
+        assert not any(part in n for n, _ in merged.named_parameters() for part in ("lora_", "ia3_", "ln_tuning"))
         assert torch.allclose(merged(input_ids=batch).logits, expected, atol=1e-4)
 
 
-def test_merge_refuses_what_cannot_be_merged(tiny):
-    with pytest.raises(LabkitError, match="apply_method"):
+@pytest.mark.parametrize("name", _mergeable(False))
+def test_merge_refuses_what_the_registry_calls_not_mergeable(name, tiny, biased):
+    model = apply_method(copy.deepcopy(biased if name == "bitfit" else tiny[0]), name, **CASES[name][0])
+    with pytest.raises(LabkitError, match="apply_method|cannot be"):
+        merge_lora(model)
+
+
+def test_merge_refuses_a_plain_model(tiny):
+    with pytest.raises(LabkitError, match="apply_method.*mergeable method: lora, dora, qlora, ia3, norm"):
         merge_lora(copy.deepcopy(tiny[0]))
-    with pytest.raises(LabkitError, match="cannot|Only LoRA"):
-        merge_lora(apply_method(copy.deepcopy(tiny[0]), "prompt", num_virtual_tokens=2))
 
 
 def test_adapters_start_equal_to_the_base_and_pfeiffer_adapts_half_the_blocks(tiny):
@@ -222,8 +259,7 @@ def test_adapters_start_equal_to_the_base_and_pfeiffer_adapts_half_the_blocks(ti
 
 
 def test_every_method_describes_what_it_adds_and_stores():
-    assert list_methods() == ["full", "lora", "dora", "qlora", "adapter", "prefix", "prompt", "ia3", "bitfit",
-                              "norm", "linear_probe"]
+    assert list_methods() == ORDER
     for name in list_methods():
         method = get_method(name)
         text = method.describe()
@@ -241,6 +277,50 @@ def test_save_is_atomic_and_small(tiny, tmp_path):
     assert len(list(tmp_path.iterdir())) == 1
 
 
+# ---- the registry knows each method ----
+
+def test_every_registered_method_has_hard_coded_facts():
+    assert set(FACTS) == set(list_methods())
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_method_facts(name):
+    method = get_method(name)
+    assert {fact: getattr(method, fact) for fact in FACT_NAMES} == dict(zip(FACT_NAMES, FACTS[name]))
+    assert method.family in FAMILIES and method.note
+    fields = {f.name for f in dataclasses.fields(method.config)}
+    assert method.size_knob is None or method.size_knob in fields
+    assert method.takes_targets == ("target_modules" in fields)
+    assert method.analogue is None or method.analogue in list_methods()
+    assert not (method.mergeable and method.adds_latency)
+
+
+def test_the_size_knob_sets_the_size(tiny):
+    """Twice the size knob, about twice the trainable parameters: the knob is the size, not another setting."""
+    for name in ("lora", "adapter", "prompt"):
+        knob = get_method(name).size_knob
+        small, big = (apply_method(copy.deepcopy(tiny[0]), name, **{knob: size}) for size in (4, 8))
+        count = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)
+        assert 1.8 < count(big) / count(small) <= 2.0, name  # adapters: their output bias does not grow
+
+
+def test_discovery_finds_every_method_module():
+    folder = Path(methods.__file__).parent
+    modules = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+    assert set(discover_methods()) == modules  # importing again registers nothing twice
+    registered_by = {get_method(name).apply.__module__.rpartition(".")[2] for name in list_methods()}
+    assert registered_by == modules - {"saving"}  # every module but the save/load helper registers a method
+
+
+def test_the_order_is_the_order_fact_not_the_import_order(monkeypatch):
+    monkeypatch.setattr(methods, "_REGISTRY", dict(reversed(methods._REGISTRY.items())))
+    assert list_methods() == ORDER
+    facts = dict(zip(FACT_NAMES, FACTS["full"]))
+    register_method("zz_first_after_full", config=get_method("full").config, apply=lambda m, c: m, summary="",
+                    adds="", stores="", trainable=(), order=5, note="-", **facts)
+    assert list_methods()[:3] == ["full", "zz_first_after_full", "lora"]
+
+
 # ---- bad input is refused with a sentence that says what to do ----
 
 def test_unknown_method_lists_the_registered_ones(tiny):
@@ -250,8 +330,60 @@ def test_unknown_method_lists_the_registered_ones(tiny):
 
 @pytest.mark.parametrize("rank", [0, -4, 2.5])
 def test_rank_must_be_positive(rank, tiny):
-    with pytest.raises(LabkitError, match="rank must be a positive"):
+    with pytest.raises(LabkitError, match="rank must be a (positive )?whole number"):
         apply_method(copy.deepcopy(tiny[0]), "lora", rank=rank)
+
+
+@pytest.mark.parametrize("name, kwargs, says", [
+    ("lora", {"alpha": "big"}, "lora setting alpha must be a number, like the default alpha=16.0; got 'big'"),
+    ("dora", {"dropout": None}, "dropout must be a number"),
+    ("lora", {"target_modules": 7}, "target_modules must be a list or a string"),
+    ("adapter", {"bottleneck": "64"}, "bottleneck must be a whole number, like the default bottleneck=64"),
+    ("adapter", {"style": 2}, "style must be a string"),
+    ("prompt", {"init_text": 5}, "init_text must be a string or None"),
+    ("ia3", {"feedforward_modules": 1.0}, "feedforward_modules must be a list or a string"),
+    ("linear_probe", {"labels": "ab"}, "labels must be a list; got 'ab'"),
+])
+def test_settings_of_the_wrong_type_are_refused(name, kwargs, says, tiny):
+    with pytest.raises(LabkitError, match=re.escape(says)):
+        apply_method(copy.deepcopy(tiny[0]), name, **kwargs)
+
+
+def test_settings_of_the_right_type_pass(tiny):
+    model = apply_method(copy.deepcopy(tiny[0]), "lora", alpha=16, target_modules=("q_proj",))  # int alpha, tuple
+    assert trainable_names(model)
+    model = apply_method(copy.deepcopy(tiny[0]), "ia3", target_modules="k_proj", feedforward_modules=[])
+    assert len(trainable_names(model)) == 2
+
+
+@pytest.mark.parametrize("name", ["lora", "dora"])
+def test_a_rank_larger_than_a_layer_is_refused_as_the_meters_refuse_it(name, tiny):
+    from labkit import meters
+
+    config = tiny[0].config  # q_proj 64 -> 64, v_proj 64 -> 32, gate_proj 64 -> 128
+    with pytest.raises(LabkitError, match="rank=100000 is larger than q_proj .* at most 64"):
+        apply_method(copy.deepcopy(tiny[0]), name, rank=100000)
+    with pytest.raises(LabkitError, match="rank=100000 is larger than q_proj .* at most 64"):
+        meters.analytic_trainable_params(config, name, rank=100000)
+    for where in (apply_method, meters.analytic_trainable_params):
+        with pytest.raises(LabkitError, match=r"v_proj \(64 -> 32\) can use: pick a rank of at most 32"):
+            where(copy.deepcopy(tiny[0]) if where is apply_method else config, name, rank=33,
+                  target_modules=["v_proj"])
+    assert len(trainable_names(apply_method(copy.deepcopy(tiny[0]), name, rank=32, target_modules=["v_proj"])))
+
+
+def test_qlora_refuses_a_rank_larger_than_a_layer(tiny_nf4):
+    with pytest.raises(LabkitError, match="rank=100000 is larger than"):
+        apply_method(copy.deepcopy(tiny_nf4[0]), "qlora", rank=100000)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_a_corrupt_checkpoint_is_explained(damage, tiny, tmp_path):
+    path = save_trainable(apply_method(copy.deepcopy(tiny[0]), "lora", rank=4), tmp_path / "run.safetensors")
+    data = path.read_bytes()
+    path.write_bytes({"garbage": b"not a checkpoint at all", "truncated": data[:-100], "empty": b""}[damage])
+    with pytest.raises(LabkitError, match="not a readable safetensors file.*save the model again with save_trainable"):
+        load_trainable(copy.deepcopy(tiny[0]), path)
 
 
 def test_target_modules_must_exist(tiny):
@@ -311,7 +443,21 @@ def test_other_settings_are_checked(tiny):
 def test_registry_refuses_duplicates():
     with pytest.raises(LabkitError, match="already registered"):
         register_method("lora", config=get_method("lora").config, apply=lambda m, c: m, summary="", adds="",
-                        stores="", trainable=())
+                        stores="", trainable=(), order=99, note="-", **dict(zip(FACT_NAMES, FACTS["lora"])))
+
+
+@pytest.mark.parametrize("wrong, says", [
+    ({"size_knob": "width"}, "size_knob 'width'.*not a setting"), ({"takes_targets": False}, "takes_targets"),
+    ({"family": "lora"}, "Unknown family 'lora'"), ({"default_lr": 0}, "default_lr.*positive"),
+    ({"adds_latency": True}, "both mergeable and add latency"),
+])
+def test_registry_refuses_facts_that_contradict_the_config(wrong, says, monkeypatch):
+    config = get_method("lora").config
+    monkeypatch.setattr(methods, "_REGISTRY", {})  # the real registry stays as it is
+    facts = {**dict(zip(FACT_NAMES, FACTS["lora"])), **wrong}
+    with pytest.raises(LabkitError, match=says):
+        register_method("new", config=config, apply=lambda m, c: m, summary="", adds="", stores="", trainable=(),
+                        order=99, note="-", **facts)
 
 
 # ---- the real model, for the main methods ----

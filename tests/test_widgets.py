@@ -76,6 +76,40 @@ def test_method_choice_changes_what_the_slider_means(explorer):
     assert "num_virtual_tokens" in explorer.hint.value
 
 
+# What the "rank" slider sets and whether targets can be picked, per method (hard-coded, read from the registry).
+SLIDER = {"lora": "rank", "dora": "rank", "qlora": "rank", "adapter": "bottleneck", "prefix": "num_virtual_tokens",
+          "prompt": "num_virtual_tokens"}
+TARGETED = {"lora", "dora", "qlora", "ia3"}
+
+
+def test_every_method_sets_the_controls_its_registry_entry_names(explorer):
+    assert list(explorer.method.options)[:2] == ["full", "lora"]
+    for name in explorer.method.options:
+        explorer.method.value = name
+        kwargs = explorer.method_kwargs()
+        assert explorer.rank.disabled == (name not in SLIDER), name
+        assert explorer.targets.disabled == (name not in TARGETED), name
+        assert set(kwargs) == ({SLIDER[name]} if name in SLIDER else set()) | (
+            {"target_modules"} if name in TARGETED else set()) | ({"num_labels"} if name == "linear_probe" else set())
+        assert SLIDER.get(name, "nothing for this method") in explorer.hint.value
+
+
+@pytest.mark.parametrize("name, lr", [("lora", 1e-3), ("prompt", 3e-2), ("full", 5e-5)])
+def test_a_run_trains_at_the_registry_learning_rate(name, lr, explorer, monkeypatch):
+    from labkit.core import LabkitError
+
+    seen = {}
+
+    def fake_train(*args, **kwargs):
+        seen.update(kwargs)
+        raise LabkitError("stopped by the test")
+
+    monkeypatch.setattr("labkit.training.train", fake_train)
+    explorer.method.value = name
+    assert explorer.train_now(1) is None and "stopped by the test" in explorer.status.value
+    assert seen["lr"] == lr
+
+
 def test_quantizing_the_base_shrinks_the_predicted_weights(explorer):
     full_precision = value(explorer, "lk-mem-total")
     bars_before = bars(explorer.memory_fig)
@@ -127,7 +161,7 @@ def test_a_refused_run_explains_itself_and_adds_nothing(explorer):
     explorer.method.value = "adapter"
     explorer.quantization.value = "nf4"
     assert explorer.train_now(1) is None
-    assert "cannot train on a nf4 base" in explorer.status.value
+    assert "cannot train on a nf4 base: pick lora or qlora" in explorer.status.value
     assert len(explorer.runs) == 0
 
 

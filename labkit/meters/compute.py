@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..core import LabkitError
 from ..fourbit import training_layout
+from ..methods import get_method
 from ..units import GIB
 from .arch import dims, display_name, positive_int, resolve_config
 from .hardware import HARDWARE, get_hardware
@@ -14,9 +15,6 @@ from .memory import MemoryEstimate, predict_memory
 from .params import analytic_trainable_params
 
 DEFAULT_MFU = 0.35  # assumed share of peak speed a fine-tuning run reaches (typically 0.3-0.5 on GPUs; measure it)
-METHOD_TITLES = {"full": "full fine-tuning", "lora": "LoRA", "dora": "DoRA", "qlora": "QLoRA", "adapter": "adapters",
-                 "prefix": "prefix tuning", "prompt": "prompt tuning", "ia3": "(IA)^3", "bitfit": "BitFit",
-                 "norm": "norm tuning", "linear_probe": "linear probe"}
 
 
 def training_flops(n_params: int, n_tokens: int, *, trainable_params: int | None = None) -> float:
@@ -127,7 +125,7 @@ class FitReport:
     estimate: MemoryEstimate  # the full breakdown
 
     def __str__(self) -> str:
-        title = METHOD_TITLES.get(self.method, self.method) + (f" r={self.rank}" if self.rank else "")
+        title = get_method(self.method).title + (f" r={self.rank}" if self.rank else "")
         article = "an" if self.hardware[0] in "AH" else "a"
         where = "on the CPU" if self.hardware == "cpu" else f"on {article} {self.hardware}"
         verdict = "fits" if self.fits else "does not fit"
@@ -140,7 +138,8 @@ def will_it_fit(model_id_or_config, method: str, gpu: str = "T4", *, rank: int =
     """Predict from the config alone (no weights downloaded) whether training fits on ``gpu``.
 
     ``dtype=None`` picks bf16, or fp16 where the GPU lacks bf16 (T4), fp32 on the CPU;
-    ``grad_checkpointing=None`` turns it on for QLoRA, as peft's k-bit preparation does by default.
+    ``grad_checkpointing=None`` turns it on where the method needs a quantized base (QLoRA), as peft's k-bit
+    preparation does by default.
 
     >>> print(will_it_fit("mistralai/Mistral-7B-v0.3", "qlora", "T4", rank=16))
     Mistral-7B-v0.3 QLoRA r=16 on a T4: fits, ~6.0 GiB of 15
@@ -150,15 +149,16 @@ def will_it_fit(model_id_or_config, method: str, gpu: str = "T4", *, rank: int =
     if dtype is None:
         dtype = "fp32" if device == "cpu" else ("bf16" if "bf16" in hw.peak_tflops else "fp16")
     hw.tflops(dtype)  # a clear error for bf16 on a T4
+    spec = get_method(method)
     if grad_checkpointing is None:
-        grad_checkpointing = method == "qlora"
+        grad_checkpointing = spec.base_quantization is not None
     config = resolve_config(model_id_or_config)
-    lora_family = method in ("lora", "dora", "qlora")
-    extra = {"rank": rank} if lora_family else {}
+    ranked = spec.size_knob == "rank"  # rank applies to the LoRA family only
+    extra = {"rank": rank} if ranked else {}
     est = predict_memory(config, method, dtype=dtype, optimizer=optimizer, batch_size=batch_size, seq_len=seq_len,
                          grad_checkpointing=grad_checkpointing, device=device, **extra, **method_kw)
     name = display_name(model_id_or_config if isinstance(model_id_or_config, str) else config)
-    return FitReport(name, method, rank if lora_family else None, hw.name, est.total_gib, hw.mem_gib,
+    return FitReport(name, method, rank if ranked else None, hw.name, est.total_gib, hw.mem_gib,
                      est.total <= hw.mem_gib * GIB, est)
 
 
@@ -175,9 +175,10 @@ def compare_costs(model_id_or_config, n_tokens: float, *, methods=("full", "lora
         for method in methods:
             report = will_it_fit(config, method, hw.name, rank=rank, batch_size=batch_size, seq_len=seq_len)
             dtype = "fp32" if hw.name == "cpu" else ("bf16" if "bf16" in hw.peak_tflops else "fp16")
-            kw = {"rank": rank} if method in ("lora", "dora", "qlora") else {}
+            kw = {"rank": rank} if get_method(method).size_knob == "rank" else {}
             trainable = analytic_trainable_params(config, method, **kw)
-            flops = training_flops(n_all, n_tokens, trainable_params=None if method == "full" else trainable)
+            # full fine-tuning trains every matmul weight (and the embeddings): capped, that is 6·N·D
+            flops = training_flops(n_all, n_tokens, trainable_params=min(trainable, n_all))
             time_s = estimate_time_s(flops, hw, dtype, mfu=mfu)
             rows.append({"method": method, "hardware": hw.name, "mem_gib": report.need_gib, "fits": report.fits,
                          "time_s": time_s, "cost_usd": time_s / 3600 * hw.usd_per_hour})

@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core import LabkitError
+from ..methods import get_method
 from ..units import DTYPE_BYTES, GIB, MIB, NF4_BITS, OPTIMIZERS
-from .arch import LINEARS, dims, positive_int, resolve_targets
-from .params import IA3_DEFAULT, _method_settings, trainable_tensors
+from .arch import LINEARS, dims, positive_int
+from .params import LOW_RANK, _method_settings, adapted_layers, feedforward_layers, trainable_tensors
 
 NF4_BYTES = {True: NF4_BITS["nf4+dq"] / 8, False: NF4_BITS["nf4"] / 8}  # double_quant -> bytes per weight
 # Process growth of a CPU training step that is not tensors (Python objects, allocator slack) in a warm process:
@@ -74,11 +75,11 @@ class MemoryEstimate:
         return f"~{self.total_gib:.2f} GiB at the {self.phase} ({parts} GiB)"
 
 
-def _layer_bytes(d, method, targets, ia3_ff, rank, act, adapter_size, per_adapter):
-    """Bytes autograd saves per token in one decoder layer (see the module docstring)."""
+def _layer_bytes(d, family, targets, ia3_ff, rank, act, adapter_size, per_adapter):
+    """Bytes autograd saves per token in one decoder layer (see the module docstring); ``family`` from the registry."""
     h, inter, q, kv = d.hidden, d.inter, d.q_dim, d.kv_dim
-    full, norm_trains = method == "full", method in ("full", "norm")
-    lora = set(targets) if method in ("lora", "dora", "qlora") else set()
+    full, norm_trains = family == "all_weights", family in ("all_weights", "norm_weights")
+    lora = set(targets) if family in LOW_RANK else set()
     shared = act == F32  # an fp32 adapter reads the fp32 input itself; in 16-bit it saves its own fp32 copy
     out = 2 * F32 * h + 2 * F32  # both norm inputs (upcast to fp32) and their rsqrt
     out += 2 * act * h if norm_trains else 0  # normed values, kept for the norm weights' gradient
@@ -96,11 +97,11 @@ def _layer_bytes(d, method, targets, ia3_ff, rank, act, adapter_size, per_adapte
     elif "down_proj" in lora:
         out += F32 * inter
     out += F32 * rank * sum(n in lora for n in LINEARS)  # A x, kept for B's gradient
-    if method == "dora":
+    if family == "low_rank_magnitude":
         out += F32 * 2 * sum(d.linear(n)[1] for n in lora)  # base and LoRA outputs, for the magnitude scaling
-    if method == "ia3":
+    if family == "scaling":
         out += act * sum(d.linear(n)[1] for n in targets if n not in ia3_ff)  # outputs before scaling
-    if method == "adapter":
+    if family == "bottleneck":
         out += per_adapter * act * (h + 2 * adapter_size)  # adapter input, bottleneck before and after activation
     return out
 
@@ -134,19 +135,20 @@ def predict_memory(config, method: str = "lora", *, rank: int = 8, target_module
         raise LabkitError(f"Unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}.")
     if device not in ("cpu", "cuda"):
         raise LabkitError(f"Unknown device {device!r}: predictions are for 'cpu' or 'cuda'.")
-    if method == "qlora" and quantization is None:
-        quantization = "nf4"
-    if quantization not in (None, "nf4", "int8"):
-        raise LabkitError(f"Unknown quantization {quantization!r}: use None, 'nf4' or 'int8'.")
-    if quantization and method in ("full", "norm", "bitfit"):
-        raise LabkitError(f"{method!r} trains the model's own weights, which cannot be quantized: use "
-                          "quantization=None, or an adapter method such as 'qlora'.")
     kw = _method_settings(method, {"rank": rank, "target_modules": target_modules,
                                    "num_virtual_tokens": num_virtual_tokens, **method_kw})
+    spec = get_method(method)
+    family = spec.family
+    quantization = spec.base_quantization if quantization is None else quantization  # QLoRA: a 4-bit base
+    if quantization not in (None, "nf4", "int8"):
+        raise LabkitError(f"Unknown quantization {quantization!r}: use None, 'nf4' or 'int8'.")
     tensors = trainable_tensors(config, method, **kw)
     if not tensors or sum(n for n, _ in tensors) == 0:
         raise LabkitError(f"{method!r} trains nothing on this model (e.g. bitfit on a Llama without biases): "
                           "pick another method.")
+    if quantization and any(base for _, base in tensors):
+        raise LabkitError(f"{method!r} trains the model's own weights, which cannot be quantized: use "
+                          "quantization=None, or an adapter method such as 'qlora'.")
     wbytes = DTYPE_BYTES[dtype]
     act = F32 if quantization else wbytes  # peft's k-bit preparation keeps the residual stream in fp32
     cpu = device == "cpu"
@@ -180,34 +182,32 @@ def predict_memory(config, method: str = "lora", *, rank: int = 8, target_module
     step_temp = ({"adamw": 2, "sgd": 0}.get(optimizer, 5) * largest) if cpu else 0
 
     # Activations per token: decoder layers, then the final norm and head.
-    targets = resolve_targets(kw.get("target_modules") or "all-linear") if method in ("lora", "dora", "qlora") \
-        else resolve_targets(kw.get("target_modules") or IA3_DEFAULT) if method == "ia3" else ()
-    ia3_ff = ({"down_proj"} & set(targets) if not kw.get("feedforward_modules")
-              else set(resolve_targets(kw["feedforward_modules"]))) if method == "ia3" else set()
+    targets = adapted_layers(method, kw.get("target_modules"))
+    ia3_ff = feedforward_layers(method, targets, kw.get("feedforward_modules"))
     per_adapter = {"houlsby": 2, "pfeiffer": 1}.get(kw.get("adapter_style", "houlsby"), 2)
-    layer = _layer_bytes(d, method, [t for t in targets if t in LINEARS], ia3_ff, kw.get("rank", rank), act,
+    layer = _layer_bytes(d, family, [t for t in targets if t in LINEARS], ia3_ff, kw.get("rank", rank), act,
                          kw.get("adapter_size", 64), per_adapter)
-    tokens = batch_size * (seq_len + (kw.get("num_virtual_tokens", 20) if method == "prompt" else 0))
-    head_trains = method == "full" or "lm_head" in targets
-    if method == "linear_probe":  # the backbone runs without a graph: one layer's working set, a tiny head
+    tokens = batch_size * (seq_len + (kw.get("num_virtual_tokens", 20) if family == "soft_prompt" else 0))
+    head_trains = family == "all_weights" or "lm_head" in targets
+    if family == "head":  # the backbone runs without a graph: one layer's working set, a tiny head
         saved, logits_peak, logits_held = tokens * act * (2 * d.hidden + 3 * d.inter), 0, 0
     else:
-        if method == "prefix":  # keys and values of the virtual tokens join every layer's attention
+        if family == "kv_prefix":  # keys and values of the virtual tokens join every layer's attention
             layer += 2 * act * d.kv_dim * kw.get("num_virtual_tokens", 20) / seq_len
         if grad_checkpointing:  # keep each layer's input; recompute one layer at a time in backward
             saved = tokens * (d.layers * act * d.hidden + layer)
         else:
             saved = tokens * d.layers * layer
         saved += tokens * (F32 * d.hidden + F32 + (act * d.hidden if head_trains else 0)
-                           + (act * d.hidden if method in ("full", "norm") else 0))  # final norm and head input
-        if method not in ("full", "prompt") and not grad_checkpointing:
+                           + (act * d.hidden if family in ("all_weights", "norm_weights") else 0))  # final norm, head
+        if family not in ("all_weights", "soft_prompt") and not grad_checkpointing:
             saved -= tokens * (F32 * d.hidden + F32)  # frozen embeddings: the first norm's input needs no grad
         held_b = act if keep_logits else 0  # logits kept by the caller; log-softmax output and two gradients
         logits_held = tokens * d.vocab * held_b
-        head_grad = d.vocab * d.hidden * wbytes if method == "full" else 0  # the head's weight gradient
+        head_grad = d.vocab * d.hidden * wbytes if family == "all_weights" else 0  # the head's weight gradient
         logits_peak = max(tokens * d.vocab * (held_b + 3 * F32), tokens * d.vocab * (held_b + F32) + head_grad)
     saved = int(saved)
-    emb_sum = 2 * d.vocab * d.hidden * wbytes if method == "full" and d.tied else 0  # tied embedding's two grads
+    emb_sum = 2 * d.vocab * d.hidden * wbytes if family == "all_weights" and d.tied else 0  # tied embedding's two grads
     overhead = CPU_OVERHEAD_BYTES if cpu else CUDA_OVERHEAD_BYTES
 
     phases = {
@@ -233,7 +233,7 @@ def sweep_memory(config, methods="lora", vary: str = "rank", values=(4, 8, 16, 3
     for method in [methods] if isinstance(methods, str) else methods:
         for value in values:
             args = {**kw, vary: value}
-            if vary == "rank" and method not in ("lora", "dora", "qlora"):
+            if vary == "rank" and get_method(method).size_knob != "rank":
                 args.pop("rank")  # rank does not apply: a flat line to compare against
             est = predict_memory(config, method, **args)
             row = {"method": method, vary: value, **{f"{c}_gib": v for c, v in est.as_frame()["gib"].items()}}

@@ -6,12 +6,14 @@ import math
 from dataclasses import dataclass
 
 from ..core import LabkitError
+from ..methods import get_method, list_methods
+from ..methods.lora import check_rank
 from ..units import DTYPE_BYTES
 from .arch import ATTN, LINEARS, MLP, dims, positive_int, resolve_targets
 
-METHODS = ("full", "lora", "dora", "qlora", "adapter", "prefix", "prompt", "ia3", "bitfit", "norm", "linear_probe")
+METHODS = tuple(list_methods())  # the registered methods; the formulas below read each one's family from the registry
+LOW_RANK = ("low_rank", "low_rank_magnitude")  # families that add B·A to linear layers (labkit.methods.FAMILIES)
 COMPONENTS = ("embeddings", "attention", "mlp", "norms", "head", "adapters", "other")
-IA3_DEFAULT = ("k_proj", "v_proj", "down_proj")  # peft's IA3 defaults for Llama/Mistral
 # Settings of labkit.methods specs that do not change how many parameters train.
 IGNORED_SETTINGS = {"alpha", "dropout", "lora_alpha", "lora_dropout", "grad_checkpointing", "activation",
                     "init_text", "pooling", "layer"}
@@ -83,8 +85,7 @@ def storage_bytes(model) -> int:
 
 
 def _method_settings(method: str, kw: dict) -> dict:
-    if method not in METHODS:
-        raise LabkitError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
+    get_method(method)  # an unknown method is refused with the registered names
     kw = dict(kw)
     aliases = {"r": "rank", "bottleneck": "adapter_size", "style": "adapter_style"}
     for old, new in aliases.items():
@@ -104,50 +105,70 @@ def _method_settings(method: str, kw: dict) -> dict:
     return kw
 
 
+def adapted_layers(method: str, target_modules=None) -> tuple[str, ...]:
+    """Linear layer names ``method`` adapts (its default targets when None); () for a method without targets."""
+    spec = get_method(method)
+    return resolve_targets(target_modules or spec.default("target_modules")) if spec.takes_targets else ()
+
+
+def feedforward_layers(method: str, targets, feedforward_modules=None) -> set[str]:
+    """Of ``targets``, the layers a scaling method rescales on their input (its default feed-forward layers)."""
+    if get_method(method).family != "scaling":
+        return set()
+    if feedforward_modules:
+        return set(resolve_targets(feedforward_modules))
+    return set(get_method(method).default("feedforward_modules")) & set(targets)
+
+
 def trainable_tensors(config, method: str, *, rank: int = 8, target_modules=None, num_virtual_tokens: int = 20,
                       adapter_size: int = 64, adapter_style: str = "houlsby", feedforward_modules=None,
                       num_labels: int | None = None) -> list[tuple[int, bool]]:
-    """(size, is_base_weight) of every tensor the method trains; base weights are the model's own."""
+    """(size, is_base_weight) of every tensor the method trains; base weights are the model's own.
+
+    The formula is chosen by the method's family in the registry (labkit.methods.FAMILIES), not by its name.
+    """
     d = dims(config)
     layers = range(d.layers)
-    if method == "full":
+    family = get_method(method).family
+    if family == "all_weights":
         sizes = [d.vocab * d.hidden] + [d.linear_params(n) for _ in layers for n in LINEARS]
         sizes += [d.hidden] * (2 * d.layers + 1) + ([] if d.tied else [d.vocab * d.hidden])
         return [(n, True) for n in sizes]
-    if method in ("lora", "dora", "qlora"):
+    if family in LOW_RANK:
         positive_int("rank", rank, "try 8 or 16")
         out = []
-        for name in resolve_targets(target_modules or "all-linear"):
+        for name in adapted_layers(method, target_modules):
             fan_in, fan_out, _ = d.linear(name)
-            if rank > min(fan_in, fan_out):
-                raise LabkitError(f"rank={rank} is larger than {name} ({fan_in} -> {fan_out}) can use: pick a rank "
-                                  f"of at most {min(fan_in, fan_out)}.")
+            check_rank(rank, name, fan_in, fan_out)  # the rule apply_method applies to the real layers
             count = 1 if name == "lm_head" else d.layers
             out += [(rank * fan_in, False), (fan_out * rank, False)] * count
-            out += [(fan_out, False)] * count if method == "dora" else []
+            out += [(fan_out, False)] * count if family == "low_rank_magnitude" else []  # DoRA's magnitude
         return out
-    if method == "adapter":
+    if family == "bottleneck":
         positive_int("adapter_size", adapter_size, "the bottleneck width, try 16 or 64")
         per_layer = {"houlsby": 2, "pfeiffer": 1}.get(adapter_style)
         if per_layer is None:
             raise LabkitError(f"Unknown adapter style {adapter_style!r}: use 'houlsby' or 'pfeiffer'.")
         h, b = d.hidden, adapter_size
         return [(h * b, False), (b, False), (b * h, False), (h, False)] * (per_layer * d.layers)
-    if method in ("prefix", "prompt"):
+    if family in ("kv_prefix", "soft_prompt"):
         positive_int("num_virtual_tokens", num_virtual_tokens, "try 20")
-        width = d.layers * 2 * d.kv_dim if method == "prefix" else d.hidden  # peft: keys and values, GQA-sized
+        width = d.layers * 2 * d.kv_dim if family == "kv_prefix" else d.hidden  # peft: keys and values, GQA-sized
         return [(num_virtual_tokens * width, False)]
-    if method == "ia3":
-        targets = resolve_targets(target_modules or IA3_DEFAULT)
-        ff = set(resolve_targets(feedforward_modules)) if feedforward_modules else {"down_proj"} & set(targets)
+    if family == "scaling":
+        targets = adapted_layers(method, target_modules)
+        ff = feedforward_layers(method, targets, feedforward_modules)
         return [(d.linear(n)[0] if n in ff else d.linear(n)[1], False) for _ in layers for n in targets]
-    if method == "bitfit":
+    if family == "biases":
         biases = [d.linear(n)[1] for n in ATTN if d.attn_bias] + [d.linear(n)[1] for n in MLP if d.mlp_bias]
         return [(n, True) for _ in layers for n in biases]
-    if method == "norm":
+    if family == "norm_weights":
         return [(d.hidden, True)] * (2 * d.layers + 1)
-    if num_labels is None:  # linear_probe
-        raise LabkitError("linear_probe needs num_labels (or labels=[...]): how many classes the head predicts.")
+    if family != "head":
+        raise LabkitError(f"The meters have no formula for the family {family!r} of {method!r}: add one to "
+                          "labkit/meters/params.py (trainable_tensors) and labkit/meters/memory.py.")
+    if num_labels is None:
+        raise LabkitError(f"{method} needs num_labels (or labels=[...]): how many classes the head predicts.")
     positive_int("num_labels", num_labels, "the number of classes")
     return [(d.hidden * num_labels, False), (num_labels, False)]
 

@@ -94,4 +94,8 @@ register_method(
          "attention and MLP outputs, Pfeiffer only the MLP; they add a little latency at inference (not mergeable)",
     stores="the adapter weights only",
     trainable=(r"\.adapter\.(down|up)\.(weight|bias)$",),
+    title="adapters", order=40, family="bottleneck",
+    default_lr=1e-3,  # tried on the intents task (SmolLM2-135M), 20-200 steps, in lab 01a's comparison
+    size_knob="bottleneck", takes_targets=False, mergeable=False, adds_latency=True,
+    note="not mergeable: the adapters run after their blocks at every inference",
 )

@@ -33,6 +33,10 @@ register_method(
     adds="nothing new; the existing biases receive gradients (Llama-family models have no biases: use 'norm')",
     stores="the bias vectors only",
     trainable=(r"\.bias$",),
+    title="BitFit", order=80, family="biases", analogue="norm",  # Llama-family models have no biases
+    default_lr=1e-3,  # not measured: SmolLM2 has no biases, so lab 01a never trains it; LoRA's rate
+    size_knob=None, takes_targets=False, mergeable=False, adds_latency=False,
+    note="changes the biases themselves: nothing to merge, no extra work at inference",
 )
 
 

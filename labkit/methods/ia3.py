@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from ..core import LabkitError
 from . import check_targets, register_method
 
+TARGETS = ("k_proj", "v_proj", "down_proj")  # peft's (IA)^3 defaults for Llama/Mistral
+FEEDFORWARD = ("down_proj",)  # of those, the feed-forward layers (scaled on their input)
 
 @dataclass
 class IA3Spec:
     """Settings of (IA)^3."""
 
-    target_modules: list[str] = field(default_factory=lambda: ["k_proj", "v_proj", "down_proj"])  # rescaled layers
-    feedforward_modules: list[str] = field(default_factory=lambda: ["down_proj"])  # of those, scaled on the input
+    target_modules: list[str] | str = field(default_factory=lambda: list(TARGETS))  # rescaled layers: a name or a list
+    feedforward_modules: list[str] | str = field(default_factory=lambda: list(FEEDFORWARD))  # of those, scaled on input
 
     def __post_init__(self):
         self.target_modules = [self.target_modules] if isinstance(self.target_modules, str) else \
@@ -42,4 +44,8 @@ register_method(
     adds="one vector per target layer (its output size; input size for feed-forward layers), starting at ones",
     stores="the scaling vectors only; they can be merged into the weights",
     trainable=(r"\.ia3_l\.default$",),
+    title="(IA)^3", order=70, family="scaling",
+    default_lr=1e-2,  # tried on the intents task (SmolLM2-135M), 20-200 steps, in lab 01a's comparison
+    size_knob=None, takes_targets=True, mergeable=True, adds_latency=False,
+    note="the scaling vectors fold into the weights when merged",
 )

@@ -35,4 +35,8 @@ register_method(
          "part of the context window",
     stores="the prefix table only",
     trainable=(r"^prompt_encoder\.default\.embedding\.weight$",),
+    title="prefix tuning", order=50, family="kv_prefix",
+    default_lr=1e-2,  # tried on the intents task (SmolLM2-135M), 20-200 steps, in lab 01a's comparison
+    size_knob="num_virtual_tokens", takes_targets=False, mergeable=False, adds_latency=True,
+    note="not mergeable: every layer attends to the prefix at every inference",
 )

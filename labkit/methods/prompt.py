@@ -43,4 +43,8 @@ register_method(
     adds="num_virtual_tokens x hidden trainable numbers at the input only",
     stores="the soft-prompt table only (the smallest of all methods)",
     trainable=(r"^prompt_encoder\.default\.embedding\.weight$",),
+    title="prompt tuning", order=60, family="soft_prompt",
+    default_lr=3e-2,  # tried on the intents task (SmolLM2-135M), 20-200 steps, in lab 01a's comparison
+    size_knob="num_virtual_tokens", takes_targets=False, mergeable=False, adds_latency=True,
+    note="not mergeable: the soft prompt lengthens every input at inference",
 )

@@ -8,9 +8,10 @@ import tempfile
 from pathlib import Path
 
 from ..core import LabkitError
-from . import applied_method, apply_method
+from . import applied_method, apply_method, get_method, list_methods
 
 FILE_NAME = "adapter.safetensors"  # used when save_trainable is given a folder
+MERGEABLE_PEFT_TYPES = {"LORA", "IA3", "LN_TUNING"}  # peft updates merge_and_unload folds into the weights
 
 
 def _target(path) -> Path:
@@ -53,14 +54,18 @@ def load_trainable(model, path):
     >>> model = load_trainable(base_model, "runs/lora-intents")  # doctest: +SKIP
     """
     import torch
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     target = _target(path)
     if not target.exists():
         raise LabkitError(f"{target} does not exist: save it first with save_trainable(model, path).")
-    with safe_open(str(target), framework="pt") as f:
-        metadata = f.metadata() or {}
-        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    try:
+        with safe_open(str(target), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except SafetensorError as err:
+        raise LabkitError(f"{target} is not a readable safetensors file ({err}); it may be truncated or not one "
+                          "save_trainable wrote: save the model again with save_trainable(model, path).") from None
     params = dict(model.named_parameters())
     if any(name not in params for name in tensors) and applied_method(model) is None and "labkit_method" in metadata:
         model = apply_method(model, metadata["labkit_method"], **json.loads(metadata["labkit_cfg"]))
@@ -79,15 +84,17 @@ def load_trainable(model, path):
 
 
 def merge_lora(model):
-    """Fold a LoRA/DoRA/(IA)^3 update into the base weights and return the plain base model (peft merge_and_unload).
+    """Fold a LoRA/DoRA/(IA)^3/norm-tuning update into the base weights; return the plain model (peft merge_and_unload).
 
     >>> merged = merge_lora(model)  # doctest: +SKIP
     """
     configs = getattr(model, "peft_config", None)
     if not configs or not hasattr(model, "get_base_model"):
-        raise LabkitError("merge_lora needs a model wrapped by lk.apply_method(model, 'lora' | 'dora' | 'qlora').")
+        mergeable = [name for name in list_methods() if get_method(name).mergeable]
+        raise LabkitError(f"merge_lora needs a model wrapped by lk.apply_method(model, name) with a mergeable method: "
+                          f"{', '.join(mergeable)}.")
     kinds = {str(getattr(c.peft_type, "value", c.peft_type)) for c in configs.values()}
-    if not kinds <= {"LORA", "IA3"}:
-        raise LabkitError(f"Only LoRA-style updates can be merged into the weights; this model has {sorted(kinds)}, "
-                          "which cannot be: keep it as an adapter instead.")
+    if not kinds <= MERGEABLE_PEFT_TYPES:
+        raise LabkitError(f"Only LoRA-style, (IA)^3 and norm-tuning updates can be merged into the weights; this model "
+                          f"has {sorted(kinds)}, which cannot be: keep it as an adapter instead.")
     return model.merge_and_unload()

@@ -14,11 +14,7 @@ import time
 from ..core import LabkitError
 from ..units import GIB, KIB, MIB, QUANTIZATIONS
 
-SIZE_SETTING = {"lora": "rank", "dora": "rank", "qlora": "rank", "adapter": "bottleneck",
-                "prefix": "num_virtual_tokens", "prompt": "num_virtual_tokens"}  # what the "rank" slider sets
-TARGETED = ("lora", "dora", "qlora", "ia3")  # methods whose target layers the learner picks
 LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-LEARNING_RATES = {"full": 5e-5, "prompt": 3e-2, "prefix": 1e-2, "linear_probe": 1e-2}  # others: 2e-4 (LoRA-like)
 BASES = {str(q).lower(): q for q in QUANTIZATIONS}  # toggle label -> quantization ("none" -> None)
 
 
@@ -85,20 +81,26 @@ class MethodExplorer:
         self.update()
 
     # ---- what the controls mean ----
+    def _spec(self):
+        """The registry's entry for the chosen method: its size knob, targets, family, learning rate."""
+        from ..methods import get_method
+
+        return get_method(self.method.value)
+
     def method_kwargs(self) -> dict:
         """The method settings the controls describe (the same keywords apply_method and meters take)."""
-        name = self.method.value
+        spec = self._spec()
         kwargs = {}
-        if name in SIZE_SETTING:
-            kwargs[SIZE_SETTING[name]] = self.rank.value
-        if name in TARGETED:
+        if spec.size_knob is not None:  # the "rank" slider sets the method's size knob
+            kwargs[spec.size_knob] = self.rank.value
+        if spec.takes_targets:
             kwargs["target_modules"] = list(self.targets.value)
-        if name == "linear_probe":
+        if spec.family == "head":
             kwargs["num_labels"] = self.num_labels
         return kwargs
 
     def _quant(self):
-        return "nf4" if self.method.value == "qlora" else BASES[self.quantization.value]
+        return self._spec().base_quantization or BASES[self.quantization.value]
 
     def key(self) -> tuple:
         """What identifies a measured run (hardware only changes the cost, not the run)."""
@@ -129,8 +131,7 @@ class MethodExplorer:
         _, dtype = self._device_dtype()
         tokens = self.train_steps.value * self.batch_size.value * self.seq_len.value
         n = meters.matmul_params(self.config)
-        flops = meters.training_flops(n, tokens, trainable_params=None if self.method.value == "full"
-                                      else min(trainable, n))
+        flops = meters.training_flops(n, tokens, trainable_params=min(trainable, n))  # full: capped at 6·N·D
         hw = self.hardware.value
         return meters.estimate_cost(flops, hw, dtype), meters.estimate_time_s(flops, hw, dtype)
 
@@ -146,12 +147,12 @@ class MethodExplorer:
 
         self._busy = True
         try:
-            name = self.method.value
-            if name == "qlora" and self.quantization.value != "nf4":
-                self.quantization.value = "nf4"
-            self.rank.disabled = name not in SIZE_SETTING
-            self.targets.disabled = name not in TARGETED
-            self.hint.value = f"<small>rank sets: {SIZE_SETTING.get(name, 'nothing for this method')}</small>"
+            name, spec = self.method.value, self._spec()
+            if spec.base_quantization is not None and self.quantization.value != spec.base_quantization:
+                self.quantization.value = spec.base_quantization  # QLoRA means a 4-bit base
+            self.rank.disabled = spec.size_knob is None
+            self.targets.disabled = not spec.takes_targets
+            self.hint.value = f"<small>rank sets: {spec.size_knob or 'nothing for this method'}</small>"
         finally:
             self._busy = False
         total = meters.analytic_total_params(self.config)
@@ -159,7 +160,7 @@ class MethodExplorer:
         row = self.runs.loc[run_id] if run_id is not None else None
         trainable = 0
         try:  # e.g. no target layer selected, or full fine-tuning of a 4-bit base: say why, keep the last figure
-            if name in TARGETED and not self.targets.value:
+            if spec.takes_targets and not self.targets.value:
                 raise LabkitError("Select at least one target layer (ctrl- or shift-click to pick several).")
             trainable = meters.analytic_trainable_params(self.config, name, **self.method_kwargs())
             estimate = self._predict()
@@ -224,24 +225,28 @@ class MethodExplorer:
 
     def _data(self, name: str):
         from .. import data
+        from ..methods import get_method
 
-        if name == "linear_probe":
+        if get_method(name).family == "head":  # a classification head trains on labelled intents
             return data.load_intents()["train"], list(data.INTENT_LABELS)
         return (self.train_data if self.train_data is not None else data.load_instructions()["train"]), None
 
     def train_now(self, num_steps: int | None = None):
         """Train the current setting for ``num_steps`` real steps and add it to ``runs`` (None if refused)."""
         from .. import meters, plots
-        from ..methods import apply_method, save_trainable
+        from ..methods import apply_method, get_method, list_methods, save_trainable
         from ..plots.live import refresh_figure
         from ..training import train
 
         num_steps = num_steps or self.train_steps.value
-        name, quant, kwargs = self.method.value, self._quant(), self.method_kwargs()
-        if quant is not None and name not in ("lora", "qlora"):
-            self.status.value = (f'<span class="lk-error">{name} cannot train on a {quant} base: pick lora/qlora '
-                                 "or set the base to none.</span>")
+        name, quant, kwargs, spec = self.method.value, self._quant(), self.method_kwargs(), self._spec()
+        low_rank = [m for m in list_methods() if get_method(m).family == "low_rank"]  # LoRA on a frozen base
+        if quant is not None and name not in low_rank:
+            self.status.value = (f'<span class="lk-error">{name} cannot train on a {quant} base: pick '
+                                 f'{" or ".join(low_rank)}, or set the base to none.</span>')
             return None
+        # a quantized base takes the method made for it, if there is one: LoRA on a 4-bit base is QLoRA
+        applied = next((m for m in low_rank if quant is not None and get_method(m).base_quantization == quant), name)
         self.status.value = f'<span class="lk-busy">training {name} for {num_steps} steps...</span>'
         start = time.perf_counter()
         try:
@@ -252,9 +257,9 @@ class MethodExplorer:
             # the copy of the weights counts too, as in the prediction; exact: freed memory returns to the OS
             with meters.measure_peak_memory(pin_allocator=True) as mem:
                 model, tokenizer = self._fresh_model(quant)
-                model = apply_method(model, "qlora" if quant == "nf4" else name, **kwargs)
+                model = apply_method(model, applied, **kwargs)
                 result = train(model, tokenizer, train_set, num_steps=num_steps, batch_size=self.batch_size.value,
-                               seq_len=self.seq_len.value, lr=LEARNING_RATES.get(name, 2e-4), progress=False,
+                               seq_len=self.seq_len.value, lr=spec.default_lr, progress=False,
                                live_plot=False, label=f"run {len(self.runs) + 1}", exact_memory=True)
             with tempfile.TemporaryDirectory() as folder:
                 stored_bytes = save_trainable(model, folder).stat().st_size

@@ -26,8 +26,6 @@ PREFERENCE = {
     "moderate": ("lora", "dora", "qlora", "adapter"),
     "heavy": ("full", "lora", "qlora"),
 }
-ADDS_LATENCY = {"full": False, "lora": False, "dora": False, "qlora": False, "ia3": False, "adapter": True,
-                "prompt": True, "prefix": True}  # after merging, where merging is possible
 MANY_TASKS = 3  # from this many tasks on, a full copy of the model per task is a cost worth avoiding
 
 
@@ -73,13 +71,14 @@ def candidates_table(model, gpu: str, *, reshape: str = "moderate", num_tasks: i
         resolve_config,
         will_it_fit,
     )
+    from ...methods import get_method
 
     config = resolve_config(model)
     total = analytic_total_params(config)
     rank = RANKS[reshape]
     rows = []
     for method in dict.fromkeys(PREFERENCE["light"] + PREFERENCE["moderate"] + PREFERENCE["heavy"]):
-        kw = {"rank": rank} if method in ("lora", "dora", "qlora") else {}
+        kw = {"rank": rank} if get_method(method).size_knob == "rank" else {}
         report = will_it_fit(config, method, gpu, rank=rank, batch_size=batch_size, seq_len=seq_len)
         trainable = analytic_trainable_params(config, method, **kw)
         dtype = "fp32" if report.hardware == "cpu" else "bf16"
@@ -87,7 +86,7 @@ def candidates_table(model, gpu: str, *, reshape: str = "moderate", num_tasks: i
         rows.append({"method": method, "rank": rank if kw else None, "fits": report.fits, "need_gib": report.need_gib,
                      "capacity_gib": report.capacity_gib, "trainable_pct": 100 * trainable / total,
                      "storage_per_task_bytes": per_task, "storage_all_tasks_bytes": per_task * num_tasks,
-                     "adds_latency": ADDS_LATENCY[method]})
+                     "adds_latency": get_method(method).adds_latency})  # after merging, where it can
     return pd.DataFrame(rows).set_index("method")
 
 
@@ -104,6 +103,7 @@ def recommend(model="meta-llama/Llama-3.1-8B", *, gpu: str = "T4", num_tasks: in
     """
     from ...meters import display_name
     from ...meters.hardware import get_hardware
+    from ...methods import get_method
 
     _check(num_tasks, reshape, latency)
     hw = get_hardware(gpu)
@@ -122,9 +122,8 @@ def recommend(model="meta-llama/Llama-3.1-8B", *, gpu: str = "T4", num_tasks: in
         reasons.append("Latency is relaxed: adapters and soft prompts may stay separate at inference.")
     full_all = table.loc["full", "storage_all_tasks_bytes"]
     lora_all = table.loc["lora", "storage_all_tasks_bytes"]
-    if num_tasks >= MANY_TASKS and "full" in order and order[0] == "full":
-        order.remove("full")
-        order.append("full")  # still possible, but only after every PEFT option
+    if num_tasks >= MANY_TASKS and get_method(order[0]).family == "all_weights":  # a full copy of the model per task
+        order.append(order.pop(0))  # still possible, but only after every PEFT option
         reasons.append(f"{num_tasks} tasks: full fine-tuning would store {_gib(full_all)} (a copy per task) against "
                        f"{_gib(lora_all)} for LoRA adapters, so PEFT comes first.")
     else:
@@ -147,8 +146,9 @@ def recommend(model="meta-llama/Llama-3.1-8B", *, gpu: str = "T4", num_tasks: in
     why_not = "".join(f" {m} needs {table.loc[m, 'need_gib']:.1f} GiB;" for m in skipped)
     reasons.append(f"Memory on {hw.name} ({capacity:g} GiB):{why_not} {chosen} needs "
                    f"{table.loc[chosen, 'need_gib']:.1f} GiB and fits.")
-    settings = {"rank": RANKS[reshape]} if chosen in ("lora", "dora", "qlora") else {}
-    if reshape == "heavy" and chosen in ("lora", "dora", "qlora"):
+    ranked = get_method(chosen).size_knob == "rank"  # the LoRA family
+    settings = {"rank": RANKS[reshape]} if ranked else {}
+    if reshape == "heavy" and ranked:
         settings["target_modules"] = "all-linear"
     return Advice(chosen, settings, tuple(reasons), table.assign(chosen=table.index == chosen))
 

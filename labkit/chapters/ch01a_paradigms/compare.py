@@ -23,21 +23,6 @@ from dataclasses import dataclass, field
 from ...core import LabkitError, resolve_device, resolve_dtype
 from ...units import GIB, IGNORE_INDEX, MIB
 
-# Learning rates that move each method within a short budget on the kit's tasks (tried on intents, 20-200 steps):
-# soft prompts, scaling vectors and fresh heads need large steps; full fine-tuning needs small ones.
-DEFAULT_LR = {"full": 5e-5, "lora": 1e-3, "dora": 1e-3, "qlora": 1e-3, "adapter": 1e-3, "prefix": 1e-2,
-              "prompt": 3e-2, "ia3": 1e-2, "bitfit": 1e-3, "norm": 1e-2, "linear_probe": 3e-3}
-ANALOGUES = {"bitfit": "norm"}  # stand-in when a method cannot apply to this model (Llama has no biases)
-MERGEABLE = ("lora", "dora", "qlora", "ia3", "norm")  # methods whose update folds into the base weights
-NOTES = {
-    "full": "the model itself changed: nothing to merge, but a full copy per task",
-    "lora": "merges into W: no extra work at inference once merged",
-    "dora": "merges into W (magnitude and direction): no extra work once merged",
-    "qlora": "4-bit base (its own base latency); merging re-quantizes the weights, so it is slightly lossy",
-    "ia3": "the scaling vectors fold into the weights when merged",
-    "norm": "changes the norm weights themselves: merging just swaps them in",
-    "linear_probe": "a new classification head replaces text output; the backbone is untouched",
-}
 INTENT_TEMPLATE = "Classify this help-desk message as one of: {labels}.\nMessage: {text}"
 
 
@@ -115,7 +100,7 @@ class CompareConfig:
     num_steps: int = 20  # optimizer steps per method: the shared budget
     batch_size: int = 8  # examples per step
     seq_len: int = 128  # longest example in tokens (longer ones are cut)
-    lr: dict = field(default_factory=dict)  # per-method learning rates; missing ones come from DEFAULT_LR
+    lr: dict = field(default_factory=dict)  # per-method learning rates; missing ones: get_method(name).default_lr
     method_kwargs: dict = field(default_factory=dict)  # per-method settings for apply_method, e.g. {"lora": {...}}
     latency_batch_size: int = 4  # rows in the batch whose forward pass is timed
     latency_seq_len: int = 64  # tokens per row of that batch
@@ -139,8 +124,10 @@ class CompareConfig:
             raise LabkitError(f"lr / method_kwargs name unknown methods {stray}: use names from {', '.join(known)}.")
 
     def lr_for(self, method: str) -> float:
-        """The learning rate ``method`` trains with."""
-        return float(self.lr.get(method, DEFAULT_LR.get(method, 2e-4)))
+        """The learning rate ``method`` trains with: the one given in ``lr``, else the registry's default_lr."""
+        from ...methods import get_method
+
+        return float(self.lr.get(method, get_method(method).default_lr))
 
 
 @dataclass
@@ -311,8 +298,9 @@ def _quality(model, tokenizer, task: Task, is_probe: bool) -> tuple[float, float
 
 def _predicted_gib(config, method, kwargs, cfg: CompareConfig, dtype, device) -> float:
     from ...meters import predict_memory
+    from ...methods import get_method
 
-    quant = "nf4" if method == "qlora" else None
+    quant = get_method(method).base_quantization
     names = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
     try:
         est = predict_memory(config, method, batch_size=cfg.batch_size, seq_len=cfg.seq_len, quantization=quant,
@@ -352,6 +340,7 @@ def compare_methods(task: Task, cfg: CompareConfig | None = None, *, model_name:
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from ...methods import get_method
     from ...models import load_model
 
     cfg = cfg or CompareConfig()
@@ -361,9 +350,10 @@ def compare_methods(task: Task, cfg: CompareConfig | None = None, *, model_name:
         model, tokenizer = load_model(model_name, device="cpu", dtype=dtype)  # the reference copy stays on the CPU
     elif tokenizer is None:
         raise LabkitError("Pass the tokenizer together with the model: compare_methods(task, model=m, tokenizer=t).")
-    if "linear_probe" in cfg.methods and task.probe_train is None:
-        raise LabkitError("linear_probe needs a classification task (probe_train/probe_eval): build the task with "
-                          "classification_task(...) or leave 'linear_probe' out of cfg.methods.")
+    heads = [name for name in cfg.methods if get_method(name).family == "head"]
+    if heads and task.probe_train is None:
+        raise LabkitError(f"{heads[0]} needs a classification task (probe_train/probe_eval): build the task with "
+                          f"classification_task(...) or leave {heads[0]!r} out of cfg.methods.")
     config = model.config
     ids = tokenizer([r["instruction"] for r in task.eval.select(range(min(len(task.eval), cfg.latency_batch_size)))],
                     return_tensors="pt", padding="max_length", truncation=True, max_length=cfg.latency_seq_len)
@@ -384,10 +374,7 @@ def compare_methods(task: Task, cfg: CompareConfig | None = None, *, model_name:
         rows[name] = _run_one(name, task, cfg, model, tokenizer, model_name, device, dtype, config,
                               (input_ids, attention_mask), histories, progress)
     bar.close()
-    for name, stand_in in ANALOGUES.items():
-        if name in rows and rows[name]["status"] != "trained" and stand_in in rows \
-                and f"'{stand_in}'" not in rows[name]["note"]:
-            rows[name]["note"] += f" Its nearest analogue, {stand_in!r}, has a row of its own."
+    point_to_analogues(rows)
     table = pd.DataFrame.from_dict(rows, orient="index")[list(COLUMNS)]
     table.index.name = "method"
     settings = {"model": getattr(config, "_name_or_path", model_name) or model_name, "num_steps": cfg.num_steps,
@@ -396,24 +383,35 @@ def compare_methods(task: Task, cfg: CompareConfig | None = None, *, model_name:
     return Comparison(table, histories, baseline, settings)
 
 
+def point_to_analogues(rows: dict) -> None:
+    """Add to the note of each method left out a pointer to its analogue's row (the registry's ``analogue``)."""
+    from ...methods import get_method
+
+    for name, row in rows.items():
+        stand_in = get_method(name).analogue
+        if stand_in in rows and row["status"] != "trained" and f"'{stand_in}'" not in row["note"]:
+            row["note"] += f" Its nearest analogue, {stand_in!r}, has a row of its own."
+
+
 def _run_one(name, task, cfg, model, tokenizer, model_name, device, dtype, config, latency_batch, histories,
              progress) -> dict:
     """Measure one method; a refusal becomes a row that says why."""
     import torch
 
     from ...meters import param_summary
-    from ...methods import apply_method, merge_lora, save_trainable
+    from ...methods import apply_method, get_method, merge_lora, save_trainable
     from ...models import load_model
     from ...training import train
 
     input_ids, attention_mask = latency_batch
+    method = get_method(name)
     kwargs = dict(cfg.method_kwargs.get(name, {}))
-    is_probe = name == "linear_probe"
+    is_probe = method.family == "head"  # a classification head: it trains and is scored on the probe rows
     if is_probe:
         kwargs.setdefault("labels", list(task.labels))
     try:
-        if name == "qlora":
-            fresh, _ = load_model(model_name, quantization="nf4", device=device, dtype=dtype)
+        if method.base_quantization is not None:
+            fresh, _ = load_model(model_name, quantization=method.base_quantization, device=device, dtype=dtype)
         else:
             fresh = copy.deepcopy(model).to(device)
         base_latency = measure_latency_ms(fresh, input_ids, attention_mask, repeats=cfg.latency_repeats)
@@ -446,13 +444,13 @@ def _run_one(name, task, cfg, model, tokenizer, model_name, device, dtype, confi
            "base_latency_ms": base_latency, "latency_ms": latency,
            "latency_overhead_pct": 100 * (latency / base_latency - 1), "merged_latency_ms": math.nan,
            "merge_max_diff": math.nan, "note": ""}
-    if name in MERGEABLE:
+    if method.mergeable:
         before = _logits(adapted, input_ids, attention_mask)
-        merged = adapted.merge_and_unload() if name == "norm" else merge_lora(adapted)  # peft LN tuning merges too
+        merged = merge_lora(adapted)
         row["merged_latency_ms"] = measure_latency_ms(merged, input_ids, attention_mask, repeats=cfg.latency_repeats)
         row["merge_max_diff"] = float((_logits(merged, input_ids, attention_mask) - before).abs().max())
         adapted = merged
-    row["note"] = NOTES.get(name, "not mergeable: its added parts run at every inference")
+    row["note"] = method.note
     _free(adapted, fresh)
     return row
 

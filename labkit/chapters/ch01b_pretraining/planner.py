@@ -19,7 +19,13 @@ from ...core import LabkitError
 from ...units import DTYPE_BYTES, GIB
 
 PATHS = ("pretrain", "full", "lora", "qlora")  # from scratch, then the fine-tuning paths, heaviest first
-PATH_TITLES = {"pretrain": "pretrain from scratch", "full": "full fine-tuning", "lora": "LoRA", "qlora": "QLoRA"}
+
+
+def path_title(path: str) -> str:
+    """How tables and advice name a path: the method's registered title, or pretraining."""
+    from ...methods import get_method
+
+    return "pretrain from scratch" if path == "pretrain" else get_method(path).title
 TASKS = {
     "new language or modality": "data the available base models never saw (a new script, a new modality)",
     "domain adaptation": "the same language in a new domain: its vocabulary, names and style",
@@ -85,6 +91,7 @@ def path_cost(model, path: str, tokens: float, hardware: str = "A100-80GB", *, r
     >>> round(path_cost("smollm2-135m", "pretrain", 2e12, "H100").gpu_hours)  # doctest: +SKIP
     """
     from ... import meters
+    from ...methods import get_method
 
     if path not in PATHS:
         raise LabkitError(f"Unknown path {path!r}: use one of {', '.join(PATHS)}.")
@@ -93,10 +100,10 @@ def path_cost(model, path: str, tokens: float, hardware: str = "A100-80GB", *, r
     config = meters.resolve_config(model)
     hw = meters.get_hardware(hardware)
     method = "full" if path == "pretrain" else path
-    kw = {"rank": rank} if method in ("lora", "qlora") else {}
+    kw = {"rank": rank} if get_method(method).size_knob == "rank" else {}
     n_matmul = meters.matmul_params(config)
     trainable = meters.analytic_trainable_params(config, method, **kw)
-    flops = meters.training_flops(n_matmul, tokens, trainable_params=None if method == "full" else trainable)
+    flops = meters.training_flops(n_matmul, tokens, trainable_params=min(trainable, n_matmul))
     time_s = meters.estimate_time_s(flops, hw, _dtype(hw), mfu=mfu or meters.DEFAULT_MFU)
     fit = meters.will_it_fit(config, method, hw.name, rank=rank)
     stored = meters.analytic_storage_bytes(config, method, dtype="bf16", **kw) / GIB
@@ -141,20 +148,20 @@ class Plan:
         rows = []
         for path, c in self.costs.items():
             ok = _feasible(c, self.request)
-            rows.append({"path": PATH_TITLES[path], "tokens": c.tokens, "flops": c.flops, "gpu_hours": c.gpu_hours,
+            rows.append({"path": path_title(path), "tokens": c.tokens, "flops": c.flops, "gpu_hours": c.gpu_hours,
                          "cost_usd": c.cost_usd, "mem_gib": c.mem_gib, "devices": c.devices,
                          "storage_gib": _storage_gib(c, self.request.num_tasks), "feasible": ok,
                          "recommended": path == self.choice})
         return pd.DataFrame(rows).set_index("path")
 
     def __str__(self) -> str:
-        head = f"recommended: {PATH_TITLES[self.choice]}" if self.choice else "no path fits this budget and hardware"
+        head = f"recommended: {path_title(self.choice)}" if self.choice else "no path fits this budget and hardware"
         return "\n".join([head, *(f"- {r}" for r in self.reasons)])
 
 
 def _storage_gib(c: PathCost, num_tasks: int) -> float:
     """What serving ``num_tasks`` tasks stores: a model per task, or one base plus an adapter per task."""
-    if c.path in ("lora", "qlora"):
+    if c.stored_gib < c.model_gib:  # an adapter per task on one shared base
         return c.model_gib + c.stored_gib * num_tasks
     return c.model_gib * num_tasks
 
@@ -209,7 +216,7 @@ def plan(request: PlanRequest) -> Plan:
     for path in ("lora", "qlora", "full"):
         if ok[path]:
             c = costs[path]
-            reasons.append(f"{PATH_TITLES[path]} fits: {c.mem_gib:.1f} GiB on {c.devices} device(s), {usd[path]}")
+            reasons.append(f"{path_title(path)} fits: {c.mem_gib:.1f} GiB on {c.devices} device(s), {usd[path]}")
             if path == "qlora":
                 reasons.append(f"LoRA needs {costs['lora'].devices} device(s) ({costs['lora'].mem_gib:.1f} GiB): "
                                "4-bit weights make room")
@@ -271,7 +278,7 @@ class PlannerPanel:
                              cost_usd=table["cost_usd"].map("${:,.2f}".format),
                              mem_gib=table["mem_gib"].map("{:,.1f}".format),
                              storage_gib=table["storage_gib"].map("{:,.2f}".format))
-        choice = PATH_TITLES[self.plan.choice] if self.plan.choice else "nothing fits: change the inputs"
+        choice = path_title(self.plan.choice) if self.plan.choice else "nothing fits: change the inputs"
         reasons = "".join(f"<li>{html.escape(r)}</li>" for r in self.plan.reasons)
         self.readout.value = (f'<div class="lk-planner"><b>Recommended:</b> <span class="lk-plan-choice" '
                               f'data-value="{self.plan.choice}">{html.escape(choice)}</span><ul>{reasons}</ul>'

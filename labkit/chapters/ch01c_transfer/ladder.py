@@ -20,7 +20,9 @@ RUNG_ABOUT = {
     "full": "every weight trains, plus a head",
 }
 SETUPS = ("lora", "partial", "full")  # what run_classifier trains (the probe rung is fitted with probes.fit_probe)
-DEFAULT_LR = {"lora": 1e-3, "partial": 3e-4, "full": 1e-4}  # measured to train SmolLM2 on the intents in 40 steps
+# Per setup of this ladder, not per method: each setup trains a new classification head along with its own part,
+# so these differ from the registry's default_lr (language-model answers). Measured: SmolLM2, the intents, 40 steps.
+SETUP_LR = {"lora": 1e-3, "partial": 3e-4, "full": 1e-4}
 
 
 @dataclass
@@ -77,7 +79,7 @@ def run_classifier(setup: str, train_data, eval_sets: dict, *, model_name: str =
         clf = add_classifier_head(model, list(INTENT_LABELS))
     label = label or setup
     result = train(clf, tokenizer, train_data, objective="classification", num_steps=num_steps,
-                   batch_size=batch_size, seq_len=seq_len, lr=lr or DEFAULT_LR[setup], live_plot=False,
+                   batch_size=batch_size, seq_len=seq_len, lr=lr or SETUP_LR[setup], live_plot=False,
                    progress=progress, label=label, seed=seed)
     limit = eval_limit if eval_limit is not None else (48 if fast_mode() else None)
     row = {"label": label, "setup": setup, "train_size": len(train_data),
