@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import numbers
 import os
 import random
 import sys
@@ -98,11 +99,19 @@ def resolve_dtype(dtype="auto", device: str = "cpu"):
     return names[dtype]
 
 
+def check_seed(seed) -> int:
+    """``seed`` as an int, or a LabkitError saying what a seed must be (numpy takes 0 to 2**32 - 1)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise LabkitError(f"seed must be a whole number from 0 to 2**32 - 1, e.g. seed=0; got {seed!r}.")
+    return int(seed)
+
+
 def seed_everything(seed: int = 0) -> None:
-    """Seed python, numpy and torch, and make CPU kernels deterministic."""
+    """Seed python, numpy and torch (every GPU too); a seed that is not a whole number is refused."""
     import numpy as np
     import torch
 
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

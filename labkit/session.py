@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .core import fast_mode, in_colab, offline, resolve_device, seed_everything
+from .core import check_seed, fast_mode, in_colab, offline, resolve_device, seed_everything
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ def setup(seed: int = 0, *, quiet: bool = False) -> Session:
     >>> session = setup(seed=0)  # doctest: +SKIP
     labkit ready: device=cpu, offline, fast mode, seed=0 (...)
     """
+    seed = check_seed(seed)  # a bad seed is refused before the slow imports
     import peft
     import torch
     import transformers

@@ -25,8 +25,24 @@ def test_setup_seeds_everything_and_prints_one_line(capsys):
     lk.setup(seed=3)
     assert a == (random.random(), np.random.rand(), torch.rand(1).item())
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 2 and "device=cpu" in out[0] and "offline" in out[0] and "seed=3" in out[0]
+    assert session.device == core.resolve_device("auto")  # cpu here, cuda on a GPU machine
+    assert len(out) == 2 and f"device={session.device}," in out[0] and "offline" in out[0] and "seed=3" in out[0]
     assert session.offline and session.fast
+
+
+@pytest.mark.parametrize("seed", ["abc", 1.5, -1, 2**32, None, True])
+def test_a_bad_seed_is_refused_with_what_to_pass(seed, capsys):
+    with pytest.raises(lk.LabkitError, match=r"seed must be a whole number from 0 to 2\*\*32 - 1, e.g. seed=0"):
+        lk.setup(seed=seed)
+    with pytest.raises(lk.LabkitError, match="seed must be a whole number"):
+        core.seed_everything(seed)
+    assert capsys.readouterr().out == ""  # nothing printed: no session was set up
+
+
+def test_the_largest_seed_numpy_takes_is_accepted():
+    core.seed_everything(2**32 - 1)
+    core.seed_everything(np.int64(7))  # numpy integers are whole numbers too
+    assert lk.setup(seed=np.int64(7), quiet=True).seed == 7
 
 
 def test_cache_dir_can_be_moved(monkeypatch, tmp_path):

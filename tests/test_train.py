@@ -1,6 +1,7 @@
 """The training loop: loss falls, seeded runs repeat, accumulation and checkpointing agree, bad input refused."""
 
 import copy
+import dataclasses
 import math
 
 import datasets
@@ -10,8 +11,8 @@ import torch
 import labkit as lk
 from labkit import LabkitError, apply_method
 from labkit.models import bitsandbytes_works, load_model
+from labkit.training import TrainConfig, evaluate_exact_match, evaluate_loss, train
 from labkit.training import evaluate as evaluate_module
-from labkit.training import evaluate_exact_match, evaluate_loss, train
 
 QUIET = {"progress": False, "live_plot": False}
 
@@ -149,6 +150,7 @@ def test_8bit_adamw_trains_on_the_cpu_and_paged_falls_back(tiny, capsys):
     result = train(model, tiny[1], _ids(), num_steps=3, batch_size=4, seq_len=16, lr=2e-2,
                    optimizer="paged_adamw8bit", **QUIET)
     assert "unpaged 8-bit AdamW" in capsys.readouterr().out
+    assert result.config.optimizer == "adamw8bit"  # recorded as it ran
     assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
 
 
@@ -187,7 +189,7 @@ def test_other_bad_arguments_are_refused(tiny, lora):
         train(lora, tiny[1], _ids(), num_steps=1, optimizer="lion", **QUIET)
     with pytest.raises(LabkitError, match="num_steps must be a positive"):
         train(lora, tiny[1], _ids(), num_steps=0, **QUIET)
-    with pytest.raises(LabkitError, match="lr must be positive"):
+    with pytest.raises(LabkitError, match="lr must be a positive number"):
         train(lora, tiny[1], _ids(), num_steps=1, lr=0, **QUIET)
     with pytest.raises(LabkitError, match="Unknown mixed_precision"):
         train(lora, tiny[1], _ids(), num_steps=1, mixed_precision="fp8", **QUIET)
@@ -198,6 +200,7 @@ def test_mixed_precision_on_a_gpu(tiny):
     model = apply_method(copy.deepcopy(tiny[0]).cuda(), "lora", rank=4)
     result = train(model, tiny[1], _ids(), num_steps=3, batch_size=4, seq_len=16, lr=2e-2, **QUIET)
     assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
+    assert result.config.mixed_precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")  # "auto" as run
 
 
 def test_in_a_notebook_the_loss_curve_redraws_in_place(lora, tiny, monkeypatch):
@@ -231,3 +234,106 @@ def test_exact_memory_is_asked_of_the_meter_only_when_wanted(lora, tiny, monkeyp
     result = train(lora, tiny[1], _ids(), num_steps=1, batch_size=2, seq_len=8, exact_memory=True, **QUIET)
     assert asked == [{"pin_allocator": False}, {"pin_allocator": True}]
     assert result.settings["exact_memory"] is True
+
+
+# ---- TrainConfig ----
+
+# (field, a wrong value, the start of its message, a right value): every field is checked, each check fires on the
+# wrong value and lets the right one through
+CHECKS = [
+    ("objective", "regression", "Unknown objective 'regression': use 'auto' or one of causal_lm", "sft"),
+    ("num_steps", 0, r"num_steps must be a positive whole number \(e.g. num_steps=20\), got 0", 1),
+    ("num_steps", 2.5, "num_steps must be a positive whole number", 2),
+    ("batch_size", -1, "batch_size must be a positive whole number", 1),
+    ("seq_len", True, "seq_len must be a positive whole number", 8),
+    ("grad_accum", 0, "grad_accum must be a positive whole number", 2),
+    ("lr", 0, r"lr must be a positive number, or None for the registered default of the method", 1e-3),
+    ("lr", float("nan"), "lr must be a positive number", None),
+    ("lr", "1e-3", "lr must be a positive number", 1),
+    ("eval_every", 0, "eval_every must be a positive whole number or None", 5),
+    ("eval_limit", -5, "eval_limit must be a positive whole number or None", None),
+    ("grad_checkpointing", "yes", "grad_checkpointing must be True or False", True),
+    ("optimizer", "lion", "Unknown optimizer 'lion': use one of adamw, adamw8bit, paged_adamw8bit, sgd", "sgd"),
+    ("weight_decay", -0.1, r"weight_decay must be 0 \(off\) or a positive number", 0.1),
+    ("warmup_steps", 21, r"warmup_steps must be a whole number from 0 to num_steps \(20\), got 21", 20),
+    ("warmup_steps", -1, "warmup_steps must be a whole number from 0", 0),
+    ("schedule", "cos", "Unknown schedule 'cos': use one of constant, constant_with_warmup, linear, cosine", "cosine"),
+    ("max_grad_norm", 0, "max_grad_norm must be a positive number, or None to turn clipping off", None),
+    ("mixed_precision", "fp8", "Unknown mixed_precision 'fp8': use one of auto, no, bf16, fp16", "bf16"),
+    ("seed", "abc", r"seed must be a whole number from 0 to 2\*\*32 - 1, e.g. seed=0; got 'abc'", 2**32 - 1),
+    ("seed", -1, "seed must be a whole number", 7),
+    ("live_plot", None, "live_plot must be True or False", False),
+    ("progress", 1, "progress must be True or False", False),
+    ("label", 3, "label must be a string", "3"),
+    ("exact_memory", "no", "exact_memory must be True or False", True),
+]
+
+
+def test_every_train_config_field_is_checked():
+    assert {name for name, *_ in CHECKS} == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+@pytest.mark.parametrize("name, wrong, message, right", CHECKS, ids=[f"{c[0]}={c[1]!r}" for c in CHECKS])
+def test_train_config_refuses_a_wrong_value_and_says_what_to_use(name, wrong, message, right):
+    with pytest.raises(LabkitError, match=f"^{message}"):
+        TrainConfig(**{name: wrong})
+    assert getattr(TrainConfig(**{name: right}), name) == right
+    cfg = TrainConfig()
+    setattr(cfg, name, wrong)  # set after creation: checked again when it is copied (as lk.train does)
+    with pytest.raises(LabkitError, match=f"^{message}"):
+        dataclasses.replace(cfg)
+
+
+def test_train_takes_keywords_or_a_config_but_not_both(lora, tiny):
+    keywords = {"num_steps": 2, "batch_size": 2, "seq_len": 8, "lr": 1e-2, "schedule": "linear", **QUIET}
+    state = copy.deepcopy(lora.state_dict())
+    by_keywords = train(lora, tiny[1], _ids(), **keywords)
+    lora.load_state_dict(state)
+    cfg = TrainConfig(**keywords)
+    by_config = train(lora, tiny[1], _ids(), config=cfg)
+    assert by_config.history["loss"].tolist() == pytest.approx(by_keywords.history["loss"].tolist(), rel=1e-4)
+    assert by_config.config == by_keywords.config
+    assert train(lora, tiny[1], _ids(), cfg).num_steps == 2  # the config may come fourth, unnamed
+
+    with pytest.raises(LabkitError, match=r"either in config or as keywords, not both \(lr=..., seed=... was given"
+                                          r" with config\): use config=dataclasses.replace\(config, lr=..., seed=...\)"):
+        train(lora, tiny[1], _ids(), config=cfg, lr=1e-3, seed=1)
+    with pytest.raises(LabkitError, match="lk.train has no setting 'num_step': did you mean 'num_steps'"):
+        train(lora, tiny[1], _ids(), num_step=2, **QUIET)
+    with pytest.raises(LabkitError, match="config must be a TrainConfig, got dict"):
+        train(lora, tiny[1], _ids(), config={"num_steps": 2})
+
+
+def test_the_result_records_the_whole_config_as_run(lora, tiny):
+    cfg = TrainConfig(num_steps=3, batch_size=2, seq_len=8, lr=1e-2, grad_accum=2, schedule="cosine", warmup_steps=1,
+                      weight_decay=0.1, max_grad_norm=0.5, mixed_precision="no", optimizer="sgd", seed=4, label="cos",
+                      **QUIET)
+    result = train(lora, tiny[1], _ids(), config=cfg)
+    assert result.config == dataclasses.replace(cfg, objective="causal_lm")  # "auto" resolved, the rest as given
+    assert cfg.objective == "auto"  # the caller's config is not changed
+    assert result.history["lr"].tolist() == pytest.approx([0.0, 1e-2, 5e-3])  # warmup, then half a cosine
+    assert result.label == "cos"
+    assert result.settings == dataclasses.asdict(result.config)  # the plain-dict view notebooks read
+    assert result.settings["schedule"] == "cosine" and result.settings["max_grad_norm"] == 0.5
+
+
+def test_a_constant_schedule_with_warmup_warms_up(lora, tiny):
+    result = train(lora, tiny[1], _ids(), num_steps=3, batch_size=2, seq_len=8, lr=1e-2, warmup_steps=2, **QUIET)
+    assert result.history["lr"].tolist() == pytest.approx([0.0, 5e-3, 1e-2])
+    assert result.config.schedule == "constant" and result.config.scheduler_name == "constant_with_warmup"
+
+
+def test_lr_none_is_the_registered_default_of_the_applied_method(lora, tiny):
+    result = train(lora, tiny[1], _ids(), num_steps=1, batch_size=2, seq_len=8, **QUIET)
+    assert result.config.lr == 1e-3  # lora's registered default_lr
+    assert result.history["lr"].tolist() == [1e-3]
+    assert TrainConfig().lr is None
+    on_cuda = next(lora.parameters()).device.type == "cuda"
+    assert result.config.mixed_precision == ("no" if not on_cuda else "bf16" if torch.cuda.is_bf16_supported()
+                                             else "fp16")  # "auto" recorded as what ran
+
+
+def test_lr_none_without_a_method_keeps_2e_4(tiny):
+    plain = copy.deepcopy(tiny[0])  # every parameter trainable, no method applied
+    result = train(plain, tiny[1], _ids(), num_steps=1, batch_size=2, seq_len=8, **QUIET)
+    assert result.config.lr == 2e-4

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..core import LabkitError, fast_mode, in_notebook, seed_everything
-from ..units import OPTIMIZERS
+from .config import TrainConfig, default_lr, make_config
 from .evaluate import run_eval
-
-PRECISIONS = ("auto", "no", "bf16", "fp16")
 
 
 @dataclass
@@ -23,8 +23,17 @@ class TrainResult:
     time_s: float  # training wall time (evaluation excluded)
     time_per_step_s: float  # time_s / num_steps
     num_steps: int  # optimizer steps taken
-    label: str = "run"  # name used in plots and tables
-    settings: dict = field(default_factory=dict)  # the arguments that shaped the run
+    config: TrainConfig  # every setting as run: objective, lr, optimizer and mixed_precision resolved (no "auto")
+
+    @property
+    def label(self) -> str:
+        """Name of the run in plots and tables."""
+        return self.config.label
+
+    @property
+    def settings(self) -> dict:
+        """The run's settings as a plain dict (the fields of ``config``)."""
+        return dataclasses.asdict(self.config)
 
     @property
     def final_loss(self) -> float:
@@ -49,14 +58,13 @@ class TrainResult:
 
 
 def _optimizer(params, name: str, lr: float, weight_decay: float):
+    """(optimizer, the name of the one made): paged 8-bit AdamW falls back to unpaged without CUDA."""
     import torch
 
-    if name not in OPTIMIZERS:
-        raise LabkitError(f"Unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}.")
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), name
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay), name
     from ..models import bitsandbytes_works
 
     if not bitsandbytes_works():
@@ -67,48 +75,34 @@ def _optimizer(params, name: str, lr: float, weight_decay: float):
         print("labkit: paged optimizers need a CUDA GPU; using the unpaged 8-bit AdamW instead.")
         name = "adamw8bit"
     cls = bnb.optim.PagedAdamW8bit if name == "paged_adamw8bit" else bnb.optim.AdamW8bit
-    return cls(params, lr=lr, weight_decay=weight_decay)
+    return cls(params, lr=lr, weight_decay=weight_decay), name
 
 
 def _autocast(mixed_precision: str, device):
+    """(autocast context factory, grad scaler or None, the precision that runs: "auto" resolved)."""
     import contextlib
 
     import torch
 
-    if mixed_precision not in PRECISIONS:
-        raise LabkitError(f"Unknown mixed_precision {mixed_precision!r}: use one of {', '.join(PRECISIONS)}.")
     if mixed_precision == "auto":
         if device.type != "cuda":
-            return contextlib.nullcontext, None
+            return contextlib.nullcontext, None, "no"
         mixed_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if mixed_precision == "no":
-        return contextlib.nullcontext, None
+        return contextlib.nullcontext, None, "no"
     dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler, mixed_precision
 
 
-def _check_args(num_steps, batch_size, seq_len, lr, grad_accum, eval_every):
-    for name, value in (("num_steps", num_steps), ("batch_size", batch_size), ("seq_len", seq_len),
-                        ("grad_accum", grad_accum)):
-        if not isinstance(value, int) or value <= 0:
-            raise LabkitError(f"{name} must be a positive whole number, got {value!r}.")
-    if not lr > 0:
-        raise LabkitError(f"lr must be positive (LoRA often uses 2e-4, full fine-tuning 2e-5), got {lr!r}.")
-    if eval_every is not None and (not isinstance(eval_every, int) or eval_every <= 0):
-        raise LabkitError(f"eval_every must be a positive number of steps or None, got {eval_every!r}.")
-
-
-def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 20, batch_size: int = 4,
-          seq_len: int = 128, lr: float = 2e-4, grad_accum: int = 1, eval_data=None, eval_every: int | None = None,
-          eval_limit: int | None = None, grad_checkpointing: bool = False, optimizer: str = "adamw",
-          weight_decay: float = 0.0, warmup_steps: int = 0, schedule: str = "constant",
-          max_grad_norm: float | None = 1.0, mixed_precision: str = "auto", seed: int = 0, live_plot: bool = True,
-          progress: bool = True, label: str = "run", exact_memory: bool = False) -> TrainResult:
+def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_data=None, **settings) -> TrainResult:
     """Train the trainable parameters of ``model`` on ``data``; return the history and what was measured.
 
-    ``objective`` is "causal_lm" (text), "sft" (instruction/answer, loss on the answer only), "classification"
-    (text/label, needs a classifier head) or "auto" (guessed from the columns).
+    The settings come either as keywords (``num_steps=100, lr=1e-3``) or as ``config=TrainConfig(...)``, not both;
+    TrainConfig documents each one and checks it. ``eval_data``, if given, is evaluated after the last step and
+    every ``eval_every`` steps. ``objective`` is "causal_lm" (text), "sft" (instruction/answer, loss on the answer
+    only), "classification" (text/label, needs a classifier head) or "auto" (guessed from the columns). ``lr=None``
+    (the default) uses the registered default learning rate of the method applied to the model.
 
     On the CPU the peak is the process's peak resident size, which includes memory the C allocator keeps for
     reuse. ``exact_memory=True`` makes freed memory go back to the OS (meters.pin_glibc_allocator), so the peak
@@ -116,7 +110,8 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
     mapping: 1.3-1.7x longer per step for SmolLM2 on the course machine) until the run ends.
 
     >>> result = train(model, tokenizer, lk.data.load_instructions()["train"], num_steps=20)  # doctest: +SKIP
-    >>> result.history.tail()  # doctest: +SKIP
+    >>> result = train(model, tokenizer, data, config=TrainConfig(num_steps=20, schedule="cosine"))  # doctest: +SKIP
+    >>> result.history.tail(), result.config.lr  # doctest: +SKIP
     """
     import pandas as pd
     import torch
@@ -128,9 +123,11 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
     from ..methods.linear_probe import is_classifier
     from ..plots.live import LiveLoss
 
-    _check_args(num_steps, batch_size, seq_len, lr, grad_accum, eval_every)
+    cfg = make_config(config, settings)
+    num_steps, batch_size, seq_len, grad_accum = cfg.num_steps, cfg.batch_size, cfg.seq_len, cfg.grad_accum
     data = as_dataset(data)
-    objective = infer_objective(data, model) if objective == "auto" else objective
+    objective = infer_objective(data, model) if cfg.objective == "auto" else cfg.objective
+    lr = cfg.lr if cfg.lr is not None else default_lr(model)
     if objective == "classification" and not is_classifier(model):
         raise LabkitError("The classification objective needs a model with a classifier head: "
                           "lk.apply_method(model, 'linear_probe', labels=...) or methods.linear_probe."
@@ -139,37 +136,37 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
     examples = tokenize(data, tokenizer, objective, seq_len=seq_len, label2id=label2id)
     eval_examples = None
     if eval_data is not None:
-        limit = eval_limit if eval_limit is not None else (32 if fast_mode() else 256)
+        limit = cfg.eval_limit if cfg.eval_limit is not None else (32 if fast_mode() else 256)
         eval_set = as_dataset(eval_data)
         eval_set = eval_set.select(range(min(limit, len(eval_set))))
         eval_examples = tokenize(eval_set, tokenizer, objective, seq_len=seq_len, label2id=label2id)
 
-    seed_everything(seed)
+    seed_everything(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise LabkitError("Nothing to train: every parameter is frozen. Apply a method first, e.g. "
                           "model = lk.apply_method(model, 'lora').")
     device = params[0].device
-    opt = _optimizer(params, optimizer, lr, weight_decay)
-    if schedule == "constant" and warmup_steps:
-        schedule = "constant_with_warmup"
-    scheduler = get_scheduler(schedule, opt, num_warmup_steps=warmup_steps, num_training_steps=num_steps)
-    autocast, scaler = _autocast(mixed_precision, device)
+    opt, optimizer = _optimizer(params, cfg.optimizer, lr, cfg.weight_decay)
+    scheduler = get_scheduler(cfg.scheduler_name, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=num_steps)
+    autocast, scaler, precision = _autocast(cfg.mixed_precision, device)
+    # the result records the run as it ran: objective, lr, optimizer and precision with "auto"/None/fallbacks resolved
+    cfg = dataclasses.replace(cfg, objective=objective, lr=lr, optimizer=optimizer, mixed_precision=precision)
     pad_id = getattr(tokenizer, "pad_token_id", None) or 0
-    batches = iter(Batcher(examples, batch_size, pad_id, seed=seed))
-    if grad_checkpointing:
+    batches = iter(Batcher(examples, batch_size, pad_id, seed=cfg.seed))
+    if cfg.grad_checkpointing:
         if not hasattr(model, "gradient_checkpointing_enable"):
             raise LabkitError("This model does not support gradient checkpointing: train with "
                               "grad_checkpointing=False.")
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
-    bar = make_progress(num_steps, progress, label)
-    live = LiveLoss(label) if live_plot and in_notebook() else None
+    bar = make_progress(num_steps, cfg.progress, cfg.label)
+    live = LiveLoss(cfg.label) if cfg.live_plot and in_notebook() else None
     refresh = max(1, num_steps // 50)
     losses, rows, evals = [], [], {}
     tokens, eval_time_s = 0, 0.0
     model.train()
-    with training_layout(model), measure_peak_memory(pin_allocator=exact_memory) as peak:
+    with training_layout(model), measure_peak_memory(pin_allocator=cfg.exact_memory) as peak:
         start = time.perf_counter()
         for step in range(1, num_steps + 1):
             step_loss = 0.0
@@ -183,8 +180,8 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
                 step_loss = step_loss + loss.detach()
             if scaler:
                 scaler.unscale_(opt)
-            if max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            if cfg.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             if scaler:
                 scaler.step(opt)
                 scaler.update()
@@ -194,7 +191,7 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
             scheduler.step()
             opt.zero_grad(set_to_none=True)
             losses.append(step_loss)
-            if eval_examples is not None and (step == num_steps or eval_every and step % eval_every == 0):
+            if eval_examples is not None and (step == num_steps or cfg.eval_every and step % cfg.eval_every == 0):
                 t0 = time.perf_counter()
                 evals[step] = run_eval(model, eval_examples, batch_size, pad_id, objective, autocast)
                 model.train()
@@ -209,18 +206,21 @@ def train(model, tokenizer, data, *, objective: str = "auto", num_steps: int = 2
         time_s = time.perf_counter() - start - eval_time_s
     if bar is not None:
         bar.close()
-    if grad_checkpointing:
+    if cfg.grad_checkpointing:
         model.gradient_checkpointing_disable()
     model.eval()
     history = _history(rows, losses, evals)
     if not math.isfinite(history["loss"].iloc[-1]):
         print("labkit: the loss became NaN/inf; lower lr (e.g. by 10x) or use mixed_precision='no'.")
-    settings = {"objective": objective, "num_steps": num_steps, "batch_size": batch_size, "seq_len": seq_len,
-                "lr": lr, "grad_accum": grad_accum, "optimizer": optimizer, "grad_checkpointing": grad_checkpointing,
-                "seed": seed, "exact_memory": exact_memory}
     return TrainResult(history=pd.DataFrame(history), peak_mem_gib=peak.peak_gib, tokens_per_s=tokens / time_s,
-                       time_s=time_s, time_per_step_s=time_s / num_steps, num_steps=num_steps, label=label,
-                       settings=settings)
+                       time_s=time_s, time_per_step_s=time_s / num_steps, num_steps=num_steps, config=cfg)
+
+
+# help(train) and a notebook's signature pop-up list TrainConfig's fields, which train takes as keywords
+train.__signature__ = inspect.signature(train).replace(parameters=[
+    *(p for p in inspect.signature(train).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD),
+    *(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+      for f in dataclasses.fields(TrainConfig))])
 
 
 def make_progress(total: int, enabled: bool, label: str):
