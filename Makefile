@@ -14,7 +14,11 @@ export TOKENIZERS_PARALLELISM ?= false
 
 STAMP := $(VENV)/.labkit-installed
 
-.PHONY: setup lab test test-unit test-labs test-browser build-labs doctor clean
+# Labs for `make test-quick` and `make lab-times`, by the start of their file name: LAB=01a, LAB="00 12".
+LAB    ?=
+LAB_NOTEBOOKS = $(wildcard $(foreach l,$(LAB),labs/$(l)*.ipynb labs/solutions/$(l)*.ipynb))
+
+.PHONY: setup lab test test-unit test-labs test-quick test-browser lab-times build-labs doctor clean
 
 $(BIN)/python:
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
@@ -45,6 +49,16 @@ test-unit: setup
 
 test-labs: setup
 	LABKIT_FAST=1 $(BIN)/python -m pytest labs --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+
+test-quick: setup  ## unit tests + one lab (solution and learner) while working on it: make test-quick LAB=01a
+	@if [ -z "$(strip $(LAB_NOTEBOOKS))" ]; then \
+		echo "Name a lab: make test-quick LAB=01a (labs: $(notdir $(basename $(wildcard labs/solutions/*.ipynb))))"; \
+		exit 2; fi
+	LABKIT_FAST=1 $(BIN)/python -m pytest tests --ignore=tests/browser $(LAB_NOTEBOOKS) --nbval-lax \
+		--nbval-cell-timeout=900 -p no:cacheprovider
+
+lab-times: setup  ## fast-mode seconds of every lab (or LAB="00 12"), solution and learner, against the 60 s budget
+	$(BIN)/python benchmarks/lab_times.py $(LAB)
 
 test-browser: setup  ## the labs in a real JupyterLab in headless Chromium (needs: apt-get install chromium chromium-driver)
 	$(BIN)/python -m pip install --quiet -c constraints.txt "$(PLAYWRIGHT)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import shutil
 import tempfile
@@ -183,11 +182,6 @@ class _quiet_loading:
 
         if self._was_enabled:
             logging.enable_progress_bar()
-
-
-# bitsandbytes' int8 matmul logs this for every layer on every call on the CPU; it is expected, not a problem.
-logging.getLogger("bitsandbytes.autograd._functions").addFilter(
-    lambda record: not record.getMessage().startswith("MatMul8bitLt: inputs will be cast"))
 
 
 def load_model(name: str, *, quantization: str | None = None, device: str = "auto", dtype="auto"):

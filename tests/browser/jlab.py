@@ -233,11 +233,31 @@ class Notebook:
         """Locator of the cell at ``index``."""
         return self.page.locator(CELL).nth(index)
 
+    def outputs(self, index: int) -> list[str]:
+        """Text of every output of the cell at ``index``. Check what is there, never where: libraries may print
+        (stderr warnings, progress bars) before or after the line a test looks for."""
+        return self.cell(index).locator(".jp-OutputArea-output").all_inner_texts()
+
     def save(self, timeout_s: float = 30) -> Path:
         """Save through the toolbar's save button and wait until the tab is no longer dirty."""
         self.page.locator('.jp-NotebookPanel-toolbar [data-command="docmanager:save"]').first.click()
         self.page.wait_for_selector(".lm-TabBar-tab.jp-mod-dirty", state="detached", timeout=timeout_s * 1000)
         return self.lab.root_dir / self.name
+
+    def saved_notebook(self, timeout_s: float = 30):
+        """Save, then read the .ipynb back whole. A clean tab saves again at once while the server may still be
+        writing the previous save, so the file can briefly be empty or half written: read until it parses."""
+        import nbformat
+
+        path = self.save(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return nbformat.reads(path.read_text(), as_version=4)
+            except ValueError:  # nbformat's NotJSONError is one
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def shown_tracebacks(self) -> list[str]:
         """Text of every output that shows a Python traceback (JupyterLab 4 renders errors with the stderr mime type)."""
@@ -257,9 +277,7 @@ class Notebook:
         A figure that fails in the browser shows no traceback and leaves no output element, so the count sent is
         read from the saved notebook. FigureWidgets (widget outputs) are not counted here.
         """
-        import nbformat
-
-        notebook = nbformat.read(self.save(), as_version=4)
+        notebook = self.saved_notebook()
         sent = sum(PLOTLY_MIME in out.get("data", {}) for cell in notebook.cells for out in cell.get("outputs", []))
         drawn = self.page.locator(f"{OUTPUT}.js-plotly-plot").filter(has=self.page.locator("svg.main-svg"))
         deadline = time.monotonic() + timeout_s
@@ -269,11 +287,15 @@ class Notebook:
 
     def saved_errors(self) -> list[str]:
         """Save the notebook, then list its ``error`` outputs as 'ename: evalue' (exact, from the .ipynb)."""
-        import nbformat
-
-        notebook = nbformat.read(self.save(), as_version=4)
+        notebook = self.saved_notebook()
         return [f"cell {i}: {out.ename}: {out.evalue}" for i, cell in enumerate(notebook.cells)
                 for out in cell.get("outputs", []) if out.output_type == "error"]
+
+    def saved_stderr(self) -> list[str]:
+        """Save the notebook, then list what its cells wrote to stderr as 'cell N: line' (warnings, library logs)."""
+        notebook = self.saved_notebook()
+        return [f"cell {i}: {line}" for i, cell in enumerate(notebook.cells) for out in cell.get("outputs", [])
+                if out.output_type == "stream" and out.name == "stderr" for line in out.text.splitlines() if line]
 
     def unexecuted_code_cells(self) -> list[int]:
         """Indexes (among code cells) of non-empty code cells with no execution count."""

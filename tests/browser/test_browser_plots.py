@@ -33,7 +33,7 @@ def test_plotly_draws_and_the_harness_sees_failures(lab, open_notebook, shot):
         view.cell(index).locator(".js-plotly-plot .trace.bars").first.wait_for(state="attached", timeout=20_000)
     view.screenshot(shot("figures"))
 
-    assert "renderer: plotly_mimetype" in view.cell(0).locator(".jp-OutputArea-output").first.inner_text()
+    assert any("renderer: plotly_mimetype" in text for text in view.outputs(0)), view.outputs(0)
     for index in (1, 2):
         bars = view.cell(index).locator(".js-plotly-plot .trace.bars .point path")
         assert bars.count() == 2, f"cell {index}: the figure shows {bars.count()} bars, not 2"
@@ -41,6 +41,7 @@ def test_plotly_draws_and_the_harness_sees_failures(lab, open_notebook, shot):
     shown = view.shown_tracebacks()
     assert len(shown) == 1 and "ZeroDivisionError" in shown[0]
     assert view.saved_errors() == ["cell 5: ZeroDivisionError: division by zero"]
+    assert view.saved_stderr() == ["cell 3: a warning on stderr is not an error"]  # and no library noise in cell 0
     assert view.unexecuted_code_cells() == [6]
     with pytest.raises(AssertionError, match="ZeroDivisionError"):
         view.assert_no_tracebacks()
