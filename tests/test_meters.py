@@ -3,7 +3,6 @@ peak measurement, FLOPs, cost, will-it-fit, and a clear error for each kind of b
 
 import dataclasses
 import sys
-import time
 
 import pytest
 import torch
@@ -213,13 +212,17 @@ def test_memory_grows_with_settings_and_sums_up():
     assert list(sweep["total_gib"]) == sorted(sweep["total_gib"])
 
 
-def test_predict_memory_is_fast():
+def test_predict_memory_needs_only_the_config(monkeypatch):
+    """A prediction builds and runs no torch module (benchmarks/quick_paths.py times it)."""
+    import torch
+
+    def fail(*args, **kwargs):
+        pytest.fail("predict_memory built or ran a torch module")
+
     cfg = KNOWN_CONFIGS["meta-llama/Llama-3.1-8B"]
-    predict_memory(cfg, "qlora")
-    start = time.perf_counter()
-    for _ in range(20):
-        predict_memory(cfg, "qlora", rank=16, batch_size=2, seq_len=512)
-    assert (time.perf_counter() - start) / 20 < 0.010
+    monkeypatch.setattr(torch.nn.Module, "__init__", fail)
+    monkeypatch.setattr(torch.nn.Module, "__call__", fail)
+    assert predict_memory(cfg, "qlora", rank=16, batch_size=2, seq_len=512).total_gib > 0
 
 
 # ---------------------------------------------------------------- bad input

@@ -1,11 +1,10 @@
 """The method explorer without a browser: set controls from code, check readout and figures follow."""
 
 import re
-import statistics
-import time
 
 import datasets
 import pytest
+import torch
 
 from labkit.models import load_model
 from labkit.widgets import method_explorer
@@ -29,6 +28,17 @@ def explorer(tiny):
     data = datasets.Dataset.from_dict({"instruction": ["Who keeps the north light?", "Name the ferry."] * 4,
                                        "answer": ["Maren Holt", "The Gull"] * 4})
     return method_explorer("tiny-llama", model=tiny[0], tokenizer=tiny[1], train_data=data)
+
+
+def no_model_work(monkeypatch, explorer, what):
+    """Moving a control must not train, load or run a model: each of those fails the test."""
+    def fail(*args, **kwargs):
+        pytest.fail(f"{what} touched a model")
+
+    monkeypatch.setattr("labkit.training.train", fail)
+    monkeypatch.setattr("labkit.models.load_model", fail)
+    monkeypatch.setattr(explorer, "_fresh_model", fail)
+    monkeypatch.setattr(torch.nn.Module, "__call__", fail)
 
 
 def value(explorer, cls):
@@ -121,7 +131,7 @@ def test_quantizing_the_base_shrinks_the_predicted_weights(explorer):
     assert explorer.quantization.value == "nf4"  # QLoRA means a 4-bit base
 
 
-def test_training_adds_a_run_and_returning_to_its_setting_shows_it(explorer):
+def test_training_adds_a_run_and_returning_to_its_setting_shows_it(explorer, monkeypatch):
     explorer.rank.value = 4
     explorer.seq_len.value = 64
     assert "lk-run-none" in explorer.readout.value
@@ -136,10 +146,9 @@ def test_training_adds_a_run_and_returning_to_its_setting_shows_it(explorer):
     assert value(explorer, "lk-run-mem") == pytest.approx(row["peak_mem_gib"], abs=1e-4)
     explorer.rank.value = 16
     assert "lk-run-none" in explorer.readout.value
-    start = time.perf_counter()
+    no_model_work(monkeypatch, explorer, "returning to a stored run")  # it comes back without training
     explorer.rank.value = 4
-    assert time.perf_counter() - start < 1.0  # the stored run comes back without training
-    assert value(explorer, "lk-run-mem") == pytest.approx(row["peak_mem_gib"], abs=1e-4)
+    assert len(explorer.runs) == 1 and value(explorer, "lk-run-mem") == pytest.approx(row["peak_mem_gib"], abs=1e-4)
     assert "lk-runs" in explorer.table.value
 
 
@@ -165,13 +174,14 @@ def test_a_refused_run_explains_itself_and_adds_nothing(explorer):
     assert len(explorer.runs) == 0
 
 
-def test_an_analytic_update_is_quick(explorer):
-    times = []
-    for rank in (2, 4, 8, 16, 32, 2, 4, 8, 16, 32):
-        start = time.perf_counter()
+def test_an_analytic_update_touches_no_model(explorer, monkeypatch):
+    """Moving a control only recomputes formulas (benchmarks/widget_latency.py times it)."""
+    no_model_work(monkeypatch, explorer, "an analytic update")
+    seen = []
+    for rank in (2, 4, 8, 16, 32):
         explorer.rank.value = rank
-        times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 0.5  # the benchmark holds the 100 ms goal; this guards against regressions
+        seen.append(value(explorer, "lk-trainable"))
+    assert seen == sorted(seen) and len(set(seen)) == 5  # the readout followed every move
 
 
 def test_explorer_for_the_real_model_uses_only_its_config():
