@@ -77,12 +77,13 @@ _LAZY = {
     "load_probe": "data",
     "load_metric": "metrics",
     "train": "training",
+    "TrainConfig": "training",
 }
 _SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "methods", "training", "widgets", "grading",
                "chapters", "notebooks", "fourbit", "units", "session")
 
 __all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup", "Session",  # noqa: RUF022
-           "load_model", "MODEL_PRESETS", "train", "get_method", "apply_method", "list_methods", "load_corpus",
+           "load_model", "MODEL_PRESETS", "train", "TrainConfig", "get_method", "apply_method", "list_methods", "load_corpus",
            "load_intents", "load_instructions", "load_probe", "load_metric", "models", "doctor", "data", "metrics",
            "meters", "plots", "methods", "training", "widgets", "grading", "chapters", "notebooks", "fourbit", "units", "session"]
 
