@@ -191,6 +191,11 @@ def measure_latency_ms(model, input_ids, attention_mask=None, *, repeats: int = 
 
     The fastest run, not the mean: on a busy machine other processes only ever add time (as ``timeit`` advises).
     """
+    return _timed_forward(model, input_ids, attention_mask, repeats)[0]
+
+
+def _timed_forward(model, input_ids, attention_mask, repeats: int):
+    """(fastest of ``repeats`` forward passes in ms after a warm-up, the logits of the last pass as fp32 on the CPU)."""
     import torch
 
     device = next(model.parameters()).device
@@ -205,21 +210,13 @@ def measure_latency_ms(model, input_ids, attention_mask=None, *, repeats: int = 
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            model(**batch)
+            out = model(**batch)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if i:
                 times.append(1000 * (time.perf_counter() - start))
     model.train(was_training)
-    return min(times)
-
-
-def _logits(model, input_ids, attention_mask):
-    import torch
-
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        return model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits.float().cpu()
+    return min(times), out.logits.float().cpu()
 
 
 def answer_first_tokens(tokenizer, labels) -> list[int]:
@@ -337,9 +334,6 @@ def compare_methods(task: Task, cfg: CompareConfig | None = None, *, model_name:
     >>> result = compare_methods(intent_task(64, 16), CompareConfig(num_steps=4))  # doctest: +SKIP
     >>> result.view()  # doctest: +SKIP
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
     from ...methods import get_method
     from ...models import load_model
 
@@ -354,7 +348,6 @@ def compare_methods(task: Task, cfg: CompareConfig | None = None, *, model_name:
     if heads and task.probe_train is None:
         raise LabkitError(f"{heads[0]} needs a classification task (probe_train/probe_eval): build the task with "
                           f"classification_task(...) or leave {heads[0]!r} out of cfg.methods.")
-    config = model.config
     ids = tokenizer([r["instruction"] for r in task.eval.select(range(min(len(task.eval), cfg.latency_batch_size)))],
                     return_tensors="pt", padding="max_length", truncation=True, max_length=cfg.latency_seq_len)
     input_ids, attention_mask = ids["input_ids"], ids["attention_mask"]
@@ -362,6 +355,20 @@ def compare_methods(task: Task, cfg: CompareConfig | None = None, *, model_name:
         input_ids, attention_mask = (input_ids.repeat(2, 1)[:cfg.latency_batch_size],
                                      attention_mask.repeat(2, 1)[:cfg.latency_batch_size])
 
+    gc.collect()
+    gc.freeze()  # what exists now (the base, the libraries) outlives the run: _free's collections skip it
+    try:
+        return _compare(task, cfg, model, tokenizer, model_name, device, dtype, (input_ids, attention_mask), progress)
+    finally:
+        gc.unfreeze()
+
+
+def _compare(task, cfg, model, tokenizer, model_name, device, dtype, latency_batch, progress) -> Comparison:
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    input_ids, attention_mask = latency_batch
+    config = model.config
     rows, histories = {}, {}
     base = copy.deepcopy(model).to(device)
     quality, loss = _quality(base, tokenizer, task, is_probe=False)
@@ -371,8 +378,8 @@ def compare_methods(task: Task, cfg: CompareConfig | None = None, *, model_name:
     bar = tqdm(cfg.methods, desc="methods", unit="method", disable=not progress)
     for name in bar:
         bar.set_postfix(method=name, refresh=True)
-        rows[name] = _run_one(name, task, cfg, model, tokenizer, model_name, device, dtype, config,
-                              (input_ids, attention_mask), histories, progress)
+        rows[name] = _run_one(name, task, cfg, model, tokenizer, model_name, device, dtype, config, latency_batch,
+                              histories, progress)
     bar.close()
     point_to_analogues(rows)
     table = pd.DataFrame.from_dict(rows, orient="index")[list(COLUMNS)]
@@ -434,7 +441,7 @@ def _run_one(name, task, cfg, model, tokenizer, model_name, device, dtype, confi
     with tempfile.TemporaryDirectory() as folder:
         stored = save_trainable(adapted, folder).stat().st_size
     quality, eval_loss = _quality(adapted, tokenizer, task, is_probe)
-    latency = measure_latency_ms(adapted, input_ids, attention_mask, repeats=cfg.latency_repeats)
+    latency, logits = _timed_forward(adapted, input_ids, attention_mask, cfg.latency_repeats)
     row = {"status": "trained", "trainable": summary.trainable, "trainable_pct": summary.trainable_pct,
            "stored_bytes": stored, "weights_gib": weights / GIB, "train_mem_gib": result.peak_mem_gib,
            "peak_mem_gib": weights / GIB + result.peak_mem_gib,
@@ -445,10 +452,10 @@ def _run_one(name, task, cfg, model, tokenizer, model_name, device, dtype, confi
            "latency_overhead_pct": 100 * (latency / base_latency - 1), "merged_latency_ms": math.nan,
            "merge_max_diff": math.nan, "note": ""}
     if method.mergeable:
-        before = _logits(adapted, input_ids, attention_mask)
         merged = merge_lora(adapted)
-        row["merged_latency_ms"] = measure_latency_ms(merged, input_ids, attention_mask, repeats=cfg.latency_repeats)
-        row["merge_max_diff"] = float((_logits(merged, input_ids, attention_mask) - before).abs().max())
+        row["merged_latency_ms"], merged_logits = _timed_forward(merged, input_ids, attention_mask,
+                                                                 cfg.latency_repeats)
+        row["merge_max_diff"] = float((merged_logits - logits).abs().max())
         adapted = merged
     row["note"] = method.note
     _free(adapted, fresh)
