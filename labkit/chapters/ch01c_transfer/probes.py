@@ -276,12 +276,14 @@ def add_domain_tokens(model, tokenizer, words: list[str], *, with_space: bool = 
     return added
 
 
-def general_knowledge(model, tokenizer, probe, *, limit: int | None = None, suffix: str = " Answer in a few words."):
+def general_knowledge(model, tokenizer, probe, *, limit: int | None = None, suffix: str = " Answer in a few words.",
+                      max_new_tokens: int = 24):
     """Forgetting check on the general-knowledge probe: exact match of greedy answers and the loss on the answers.
 
     Exact match is lenient (ignores case and punctuation, the answer may sit inside a sentence), as the datasheet
     recommends for a chat model. ``model`` may be a causal LM, a peft model or the kit's classifier (its backbone
-    answers). Returns ``{"exact_match": ..., "answer_loss": ..., "questions": n}``.
+    answers; ``max_new_tokens`` caps each greedy answer). Returns ``{"exact_match": ..., "answer_loss": ...,
+    "questions": n}``.
 
     >>> general_knowledge(model, tokenizer, lk.load_probe()["test"], limit=20)  # doctest: +SKIP
     """
@@ -293,7 +295,7 @@ def general_knowledge(model, tokenizer, probe, *, limit: int | None = None, suff
     if limit is not None:
         data = data.select(range(min(limit, len(data))))
     data = data.map(lambda row: {"question": row["question"] + suffix})
-    em = evaluate_exact_match(lm, tokenizer, data, max_new_tokens=24, limit=len(data), ignore_case=True,
+    em = evaluate_exact_match(lm, tokenizer, data, max_new_tokens=max_new_tokens, limit=len(data), ignore_case=True,
                               ignore_punctuation=True, contains=True)
     loss = evaluate_loss(lm, tokenizer, data, objective="sft", limit=len(data), seq_len=128)["eval_loss"]
     return {"exact_match": em.score, "answer_loss": loss, "questions": len(data)}
