@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 LABS = REPO / "labs"
 SOLUTIONS = LABS / "solutions"
 BUDGET_S = 60.0  # the course's budget for one version of a lab in fast mode, on 2 CPU cores
+PLANNED_LABS = 18  # 00, 01a-01f, 02-12: make test runs both versions of each, within 30 min with the unit tests
 FAST_ENV = {"LABKIT_FAST": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -99,6 +100,11 @@ def main() -> int:
     print(header + "\n" + "-" * len(header))
     for row in rows:
         print(f"{row['lab']:<34}" + "".join(f"{row[v]:>12.1f}" for v in versions) + f"  {row['note']}")
+    runs = [row[v] for row in rows for v in versions]
+    mean_s = sum(runs) / len(runs)
+    print(f"\n{len(runs)} notebook runs, {sum(runs) / 60:.1f} min in all, {mean_s:.1f} s each on average: "
+          f"{PLANNED_LABS} labs in both versions at that average take {2 * PLANNED_LABS * mean_s / 60:.1f} min of "
+          "make test's 30 min")
     return 1 if failed else 0
 
 
