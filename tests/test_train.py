@@ -71,6 +71,29 @@ def test_gradient_accumulation_matches_a_bigger_batch(tiny):
     assert list(accumulated.history["tokens"]) == list(big.history["tokens"])
 
 
+def test_accumulation_weights_micro_batches_by_their_label_tokens(tiny):
+    # lengths 3..16: a plain mean of micro-batch means would weight a 3-token example like a 16-token one (trl#2175)
+    gen = torch.Generator().manual_seed(1)
+    ragged = datasets.Dataset.from_dict({"input_ids": [torch.randint(3, 5000, (n,), generator=gen).tolist()
+                                                       for n in (3, 16, 5, 12, 4, 16, 7, 9)]})
+
+    def run(batch_size, grad_accum):
+        model = apply_method(copy.deepcopy(tiny[0]), "lora", rank=4)
+        return train(model, tiny[1], ragged, num_steps=3, batch_size=batch_size, grad_accum=grad_accum,
+                     seq_len=16, lr=1e-2, optimizer="sgd", **QUIET).history["loss"].tolist()
+
+    # fp32 sums in another order: agreement to ~1e-6 relative, far below the ~10% a wrong weighting makes here
+    assert run(1, 4) == pytest.approx(run(4, 1), rel=1e-4)
+
+
+def test_loss_items_counts_what_the_mean_loss_averages():
+    from labkit.training.loop import loss_items
+
+    labels = torch.tensor([[5, 6, 7, -100], [8, -100, -100, -100]])  # shifted: 6, 7 and nothing
+    assert loss_items({"labels": labels}) == 2
+    assert loss_items({"labels": torch.tensor([0, 2, 1])}) == 3  # a classifier: one term per example
+
+
 def test_gradient_checkpointing_gives_the_same_losses(tiny):
     def run(checkpointing):
         model = apply_method(copy.deepcopy(tiny[0]), "lora", rank=4)

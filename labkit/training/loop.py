@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from ..core import LabkitError, fast_mode, in_notebook, seed_everything
+from ..units import IGNORE_INDEX
 from .config import TrainConfig, default_lr, make_config
 from .evaluate import run_eval
 
@@ -170,12 +171,18 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
         start = time.perf_counter()
         for step in range(1, num_steps + 1):
             step_loss = 0.0
-            for _ in range(grad_accum):
-                batch = next(batches)
+            micro = [next(batches) for _ in range(grad_accum)]
+            items = [loss_items(batch) for batch in micro]
+            for batch, share in zip(micro, items):
                 tokens += int(batch["attention_mask"].sum())
+                if share == 0:  # nothing to learn from here (every label masked): its mean loss would be NaN
+                    continue
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with autocast():
-                    loss = model(**batch).loss / grad_accum
+                    # weighted by its share of the step's loss items, not 1 / grad_accum: then the step's gradient
+                    # is the mean over all its label tokens, as one big batch gives (trl#2175; transformers'
+                    # num_items_in_batch fix, Oct 2024)
+                    loss = model(**batch).loss * (share / sum(items))
                 (scaler.scale(loss) if scaler else loss).backward()
                 step_loss = step_loss + loss.detach()
             if scaler:
@@ -221,6 +228,15 @@ train.__signature__ = inspect.signature(train).replace(parameters=[
     *(p for p in inspect.signature(train).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD),
     *(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
       for f in dataclasses.fields(TrainConfig))])
+
+
+def loss_items(batch) -> int:
+    """How many terms the model's mean loss averages over this batch: one per example for a classifier, else one
+    per label token that is not IGNORE_INDEX after the causal shift (the model predicts token t + 1 from token t)."""
+    labels = batch["labels"]
+    if labels.dim() == 1:
+        return int(labels.numel())
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
 def make_progress(total: int, enabled: bool, label: str):
