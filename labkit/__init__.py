@@ -78,14 +78,16 @@ _LAZY = {
     "load_metric": "metrics",
     "train": "training",
     "TrainConfig": "training",
+    "preflight": "validation",
 }
 _SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "methods", "training", "widgets", "grading",
-               "chapters", "notebooks", "fourbit", "units", "session")
+               "chapters", "notebooks", "fourbit", "units", "session", "validation")
 
 __all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup", "Session",  # noqa: RUF022
-           "load_model", "MODEL_PRESETS", "train", "TrainConfig", "get_method", "apply_method", "list_methods", "load_corpus",
-           "load_intents", "load_instructions", "load_probe", "load_metric", "models", "doctor", "data", "metrics",
-           "meters", "plots", "methods", "training", "widgets", "grading", "chapters", "notebooks", "fourbit", "units", "session"]
+           "load_model", "MODEL_PRESETS", "train", "TrainConfig", "preflight", "get_method", "apply_method",
+           "list_methods", "load_corpus", "load_intents", "load_instructions", "load_probe", "load_metric", "models",
+           "doctor", "data", "metrics", "meters", "plots", "methods", "training", "widgets", "grading", "chapters",
+           "notebooks", "fourbit", "units", "session", "validation"]
 
 
 def __getattr__(name: str):
