@@ -1,4 +1,5 @@
-"""Local ``evaluate`` metric modules that load offline: accuracy, macro_f1, exact_match, perplexity."""
+"""Local ``evaluate`` metric modules that load offline: accuracy, macro_f1, exact_match, perplexity, token_f1,
+rouge_l (rouge-score) and bleu (sacrebleu)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from ..core import LabkitError
 
 METRICS_DIR = Path(__file__).resolve().parent
-METRIC_NAMES = ("accuracy", "macro_f1", "exact_match", "perplexity")
+METRIC_NAMES = ("accuracy", "macro_f1", "exact_match", "perplexity", "token_f1", "rouge_l", "bleu")
 
 
 def load_metric(name: str):
