@@ -57,6 +57,9 @@ _EXPECTED_WARNINGS = [
     # peft's LN tuning (the kit's "norm" method) asks each norm layer it wraps for a Linear layer's in/out features,
     # which norms do not have, so it warns about its own target type; the kit's tests show LN tuning train on them.
     (UserWarning, r"Unsupported layer type '<class '[\w.]+(RMSNorm|LayerNorm)'>' encountered"),
+    # peft warns on every merge into a 4-bit layer that rounding may change generations; the kit measures that error
+    # where it merges (lab 01a's merge_max_diff, lab 12's merged vs unmerged answers) instead of warning about it.
+    (UserWarning, r"Merge lora module to 4-bit linear may get different generations"),
 ]
 for _category, _start in _EXPECTED_WARNINGS:
     warnings.filterwarnings("ignore", message=_start, category=_category)  # adding the same filter again is a no-op

@@ -52,6 +52,7 @@ WARNING_REPLAYS = [  # (category, message) as transformers 5.23 and peft 0.21 wo
                        "`is_activation_checkpointing` instead.")),
     ("UserWarning", ("Unsupported layer type '<class 'transformers.models.llama.modeling_llama.LlamaRMSNorm'>' "
                      "encountered, proceed at your own risk.")),
+    ("UserWarning", "Merge lora module to 4-bit linear may get different generations due to rounding errors."),
 ]
 
 
