@@ -84,13 +84,13 @@ _LAZY = {
     "preflight": "validation",
 }
 _SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "methods", "training", "widgets", "grading",
-               "chapters", "notebooks", "fourbit", "units", "session", "validation")
+               "chapters", "notebooks", "fourbit", "units", "session", "validation", "ledger")
 
 __all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup", "Session",  # noqa: RUF022
            "load_model", "MODEL_PRESETS", "train", "TrainConfig", "preflight", "get_method", "apply_method",
            "list_methods", "load_corpus", "load_intents", "load_instructions", "load_probe", "load_metric", "models",
            "doctor", "data", "metrics", "meters", "plots", "methods", "training", "widgets", "grading", "chapters",
-           "notebooks", "fourbit", "units", "session", "validation"]
+           "notebooks", "fourbit", "units", "session", "validation", "ledger"]
 
 
 def __getattr__(name: str):

@@ -1,6 +1,7 @@
 """Shared test settings: offline, fast mode, and the GPU marker."""
 
 import os
+import tempfile
 
 import pytest
 
@@ -8,6 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("LABKIT_FAST", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# lk.train records every run in the ledger; tests record into a throwaway file, not the learner's cache
+os.environ.setdefault("LABKIT_LEDGER", os.path.join(tempfile.mkdtemp(prefix="labkit-ledger-"), "runs.sqlite"))
 
 
 def pytest_collection_modifyitems(config, items):

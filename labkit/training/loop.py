@@ -121,8 +121,10 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     from ..batches import Batcher, as_dataset, infer_objective, tokenize
     from ..fourbit import training_layout
     from ..meters import measure_peak_memory
+    from ..methods import TrainingHooks
     from ..methods.linear_probe import is_classifier
     from ..plots.live import LiveLoss
+    from .record import record_run
 
     cfg = make_config(config, settings)
     num_steps, batch_size, seq_len, grad_accum = cfg.num_steps, cfg.batch_size, cfg.seq_len, cfg.grad_accum
@@ -148,7 +150,9 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
         raise LabkitError("Nothing to train: every parameter is frozen. Apply a method first, e.g. "
                           "model = lk.apply_method(model, 'lora').")
     device = params[0].device
-    opt, optimizer = _optimizer(params, cfg.optimizer, lr, cfg.weight_decay)
+    hooks = TrainingHooks(model, num_steps)  # LoRA+'s optimizer, AdaLoRA's rank budget; empty for other methods
+    made = hooks.optimizer(cfg.optimizer, lr, cfg.weight_decay) if hooks else None
+    opt, optimizer = made if made is not None else _optimizer(params, cfg.optimizer, lr, cfg.weight_decay)
     scheduler = get_scheduler(cfg.scheduler_name, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=num_steps)
     autocast, scaler, precision = _autocast(cfg.mixed_precision, device)
     # the result records the run as it ran: objective, lr, optimizer and precision with "auto"/None/fallbacks resolved
@@ -194,6 +198,8 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
                 scaler.update()
             else:
                 opt.step()
+            if hooks:
+                hooks.step_done(step)
             rows.append((step, tokens, scheduler.get_last_lr()[0], time.perf_counter() - start - eval_time_s))
             scheduler.step()
             opt.zero_grad(set_to_none=True)
@@ -219,8 +225,10 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     history = _history(rows, losses, evals)
     if not math.isfinite(history["loss"].iloc[-1]):
         print("labkit: the loss became NaN/inf; lower lr (e.g. by 10x) or use mixed_precision='no'.")
-    return TrainResult(history=pd.DataFrame(history), peak_mem_gib=peak.peak_gib, tokens_per_s=tokens / time_s,
-                       time_s=time_s, time_per_step_s=time_s / num_steps, num_steps=num_steps, config=cfg)
+    result = TrainResult(history=pd.DataFrame(history), peak_mem_gib=peak.peak_gib, tokens_per_s=tokens / time_s,
+                         time_s=time_s, time_per_step_s=time_s / num_steps, num_steps=num_steps, config=cfg)
+    record_run(model, result, tokens=tokens, device=device)  # the run ledger (labkit.ledger); never raises for it
+    return result
 
 
 # help(train) and a notebook's signature pop-up list TrainConfig's fields, which train takes as keywords
