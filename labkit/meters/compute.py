@@ -55,6 +55,33 @@ def estimate_cost(flops: float, hardware="A100-80GB", dtype: str = "bf16", *, mf
     return estimate_time_s(flops, hardware, dtype, mfu=mfu) / 3600 * get_hardware(hardware).usd_per_hour
 
 
+def measure_matmul_tflops(*, dtype: str = "fp32", size: int = 1024, repeats: int = 8, device: str = "cpu") -> float:
+    """This machine's matmul speed in TFLOP/s: the best of ``repeats`` timed ``size`` x ``size`` products.
+
+    A square matmul does 2·size³ FLOPs. The best time, not the mean, estimates what the hardware can do when
+    nothing else runs; this is the peak a run's MFU (model FLOPs utilisation) is measured against.
+    """
+    import torch
+
+    positive_int("size", size, "try 1024")
+    positive_int("repeats", repeats, "try 8")
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if dtype not in dtypes:
+        raise LabkitError(f"Unknown dtype {dtype!r} for the matmul benchmark: use one of {', '.join(dtypes)}.")
+    a, b = (torch.randn(size, size, device=device).to(dtypes[dtype]) for _ in range(2))
+    best = float("inf")
+    for i in range(repeats + 1):  # the first product warms up the kernels and is not timed
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if i:
+            best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e12
+
+
 def time_to_train_s(n_tokens: float, tokens_per_s: float) -> float:
     """Seconds to train on ``n_tokens`` at a measured ``tokens_per_s``."""
     if n_tokens <= 0 or tokens_per_s <= 0:

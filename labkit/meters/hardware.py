@@ -1,4 +1,4 @@
-"""Dated hardware table: memory, peak TFLOP/s per dtype and an hourly price, each with its source.
+"""Dated hardware table: memory, peak TFLOP/s per dtype, power and an hourly price, each with its source.
 
 Prices are data, not constants: they change every few months and differ between providers by 2-3x. None of
 them could be checked from this offline machine; each is an approximate on-demand list price for one GPU
@@ -28,6 +28,7 @@ class Hardware:
     usd_per_hour: float  # approximate on-demand price of one unit
     price_date: str  # when the price was listed (YYYY-MM)
     source: str  # where the price and the speeds come from
+    watts: float | None = None  # board power (GPU: the datasheet's max TDP) or the VM's share of its CPU's TDP
 
     def __post_init__(self):
         if self.mem_gib <= 0 or self.usd_per_hour < 0:
@@ -57,29 +58,30 @@ HARDWARE: dict[str, Hardware] = {h.name: h for h in (
              {"fp32": 0.4},  # 2 cores x 2 AVX-512 FMA units x 16 fp32 lanes x 2 FLOP x ~3 GHz
              0.20, "2025-06",
              "approx. AWS on-demand list price, us-east-1, aws.amazon.com/ec2/pricing/on-demand; speed from the "
-             "core count and vector width (not measured)"),
+             "core count and vector width (not measured); watts: 2 of the 48 cores of the m7i's Xeon Platinum 8488C, "
+             "350 W TDP (Intel ARK), pro rata", 15.0),
     Hardware("T4", "NVIDIA T4 16 GB (Colab free tier, AWS g4dn.xlarge)", 15.0,
              {"fp32": 8.1, "fp16": 65.0, "int8": 130.0},
-             0.53, "2025-06", f"approx. AWS g4dn.xlarge on-demand list price, us-east-1; {_NV}"),
+             0.53, "2025-06", f"approx. AWS g4dn.xlarge on-demand list price, us-east-1; {_NV}", 70.0),
     Hardware("L4", "NVIDIA L4 24 GB (GCP g2-standard-4)", 22.5,
              {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0, "int8": 242.0},
-             0.71, "2025-06", f"approx. GCP g2-standard-4 on-demand list price, us-central1; {_NV}"),
+             0.71, "2025-06", f"approx. GCP g2-standard-4 on-demand list price, us-central1; {_NV}", 72.0),
     Hardware("A10G", "NVIDIA A10G 24 GB (AWS g5.xlarge)", 22.5,
              {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0, "fp16": 125.0, "int8": 250.0},
              1.01, "2025-06", "approx. AWS g5.xlarge on-demand list price, us-east-1; speeds from the NVIDIA A10 "
-                              "datasheet (AWS's A10G variant is close, not identical)"),
+                              "datasheet (AWS's A10G variant is close, not identical)", 150.0),
     Hardware("A100-40GB", "NVIDIA A100 SXM4 40 GB", 40.0,
              {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0},
-             1.29, "2025-06", f"approx. Lambda on-demand list price (lambda.ai/pricing), 1x A100 40 GB; {_NV}"),
+             1.29, "2025-06", f"approx. Lambda on-demand list price (lambda.ai/pricing), 1x A100 40 GB; {_NV}", 400.0),
     Hardware("A100-80GB", "NVIDIA A100 SXM4 80 GB", 80.0,
              {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0},
-             1.30, "2026-05", f"{_PRICES_2026} ($1.10-1.50); {_NV}"),
+             1.30, "2026-05", f"{_PRICES_2026} ($1.10-1.50); {_NV}", 400.0),
     Hardware("H100", "NVIDIA H100 SXM5 80 GB", 79.6,
              {"fp32": 67.0, "tf32": 495.0, "bf16": 989.0, "fp16": 989.0, "int8": 1979.0},
-             3.00, "2026-05", f"{_PRICES_2026} ($2.50-3.50); {_NV}"),
+             3.00, "2026-05", f"{_PRICES_2026} ($2.50-3.50); {_NV}", 700.0),
     Hardware("H200", "NVIDIA H200 SXM 141 GB (H100 compute, more and faster memory)", 140.4,
              {"fp32": 67.0, "tf32": 495.0, "bf16": 989.0, "fp16": 989.0, "int8": 1979.0},
-             4.00, "2026-05", f"{_PRICES_2026} ($3.50-4.50); {_NV}"),
+             4.00, "2026-05", f"{_PRICES_2026} ($3.50-4.50); {_NV}", 700.0),
 )}
 
 
