@@ -26,7 +26,9 @@ def top_up(model_name: str, data, *, min_runs: int = 4, steps: int | None = None
     """Train short runs of ``model_name`` (each one a ledger row) until the ledger holds ``min_runs`` runs with a
     memory prediction (at most one per method and batch size); return how many were added. A fresh machine has an
     empty ledger; after labs 1.1, 1.2 and 2 it holds dozens."""
-    import labkit as lk
+    from ...methods import apply_method
+    from ...models import load_model
+    from ...training import train
 
     if ledger.ledger_path() is None:
         raise LabkitError("The ledger is off (LABKIT_LEDGER=0): unset LABKIT_LEDGER so runs are recorded.")
@@ -37,10 +39,10 @@ def top_up(model_name: str, data, *, min_runs: int = 4, steps: int | None = None
         for method, settings in TOP_UP:
             if have + added >= min_runs:
                 return added
-            model, tokenizer = lk.load_model(model_name)
-            model = lk.apply_method(model, method, **settings)
-            lk.train(model, tokenizer, data, num_steps=steps, batch_size=batch_size, seq_len=96, progress=False,
-                     live_plot=False, label=f"lab11 {method} b{batch_size}")
+            model, tokenizer = load_model(model_name)
+            model = apply_method(model, method, **settings)
+            train(model, tokenizer, data, num_steps=steps, batch_size=batch_size, seq_len=96, progress=False,
+                  live_plot=False, label=f"lab11 {method} b{batch_size}")
             added += 1
     return added
 

@@ -64,13 +64,14 @@ def isoflop_sweep(budgets, sizes=SIZES, *, texts=None, eval_texts=None, tokenize
     from datasets import Dataset
     from transformers import LlamaForCausalLM
 
-    import labkit as lk
+    from ...data import load_corpus
+    from ...training import evaluate_loss, train
 
     budgets = list(budgets)
     if not budgets or any(not c > 0 for c in budgets):
         raise LabkitError(f"Compute budgets are positive FLOP counts, got {budgets!r}.")
     if texts is None or eval_texts is None:
-        corpus = lk.load_corpus()
+        corpus = load_corpus()
         texts, eval_texts = corpus["train"]["text"], corpus["validation"]["text"][:pick(32, 200)]
     tokenizer = tokenizer or corpus_tokenizer(texts)
     lengths = [min(len(ids), SEQ_LEN) for ids in tokenizer(list(texts[:200]))["input_ids"]]
@@ -86,10 +87,10 @@ def isoflop_sweep(budgets, sizes=SIZES, *, texts=None, eval_texts=None, tokenize
                 continue
             torch.manual_seed(0)
             model = LlamaForCausalLM(config)
-            result = lk.train(model, tokenizer, train_set, num_steps=steps, batch_size=BATCH,
-                              seq_len=SEQ_LEN, lr=LR, warmup_steps=max(1, steps // 10), schedule="cosine",
-                              progress=False, live_plot=False, label=f"{label} C={budget:.0e} N={n}")
-            loss = lk.training.evaluate_loss(model, tokenizer, eval_set, seq_len=SEQ_LEN, limit=len(eval_set))["eval_loss"]
+            result = train(model, tokenizer, train_set, num_steps=steps, batch_size=BATCH, seq_len=SEQ_LEN, lr=LR,
+                           warmup_steps=max(1, steps // 10), schedule="cosine", progress=False, live_plot=False,
+                           label=f"{label} C={budget:.0e} N={n}")
+            loss = evaluate_loss(model, tokenizer, eval_set, seq_len=SEQ_LEN, limit=len(eval_set))["eval_loss"]
             tokens = result.tokens_per_s * result.time_s
             rows.append({"budget": budget, "hidden": hidden, "layers": layers, "params": n, "tokens": tokens,
                          "flops": 6 * n * tokens, "steps": steps, "eval_loss": loss, "time_s": result.time_s})
