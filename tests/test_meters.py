@@ -402,3 +402,49 @@ def test_a_block_after_a_bigger_one_still_sees_its_own_peak():
         keep = [torch.ones(250_000) for _ in range(100)]  # 100 MB
     assert 80e6 < mem.peak_bytes < 150e6, mem.peak_bytes
     assert len(keep) == 100 and above.numel() == 250_000
+
+
+# ---------------------------------------------------------------- chapter 3's methods (lab 03)
+CHAPTER3 = ["vera", "loha", "lokr", "oft", "adalora", "ptuning"]
+
+
+@pytest.mark.parametrize("method,kw,expected", [
+    ("vera", {}, 2 * ((64 + 256) + (32 + 256))),  # b (out) + d (rank 256) on q and v
+    ("loha", {"rank": 4}, 2 * 2 * 4 * (128 + 96 + 96 + 128 + 192 + 192 + 192)),  # two B·A pairs per layer
+    ("lokr", {"rank": 4}, 1856), ("oft", {"block_size": 8}, 3584),
+    ("adalora", {"rank": 6, "target_rank": 4}, 12372), ("ptuning", {"num_virtual_tokens": 4, "encoder_hidden_size": 16},
+                                                         4 * 64 + 64 * 16 + 16 + 16 * 16 + 16 + 16 * 64 + 64),
+    ("lora", {"rank": 4, "layers": [1]}, 8192 // 2), ("lora", {"rank": 4, "rank_pattern": {"q_proj": 2}}, 8192 - 2 * 2 * 128)])
+def test_chapter3_counts_hard_coded(method, kw, expected):
+    assert analytic_trainable_params(tiny_config(), method, **kw) == expected
+
+
+@pytest.mark.parametrize("method", CHAPTER3)
+@pytest.mark.parametrize("cls", [LlamaForCausalLM, MistralForCausalLM])
+def test_chapter3_counts_match_peft(method, cls):
+    import peft
+
+    config = tiny_config(MistralConfig if cls is MistralForCausalLM else LlamaConfig)
+    configs = {"vera": peft.VeraConfig(r=256, target_modules=["q_proj", "v_proj"]),
+               "loha": peft.LoHaConfig(r=8, alpha=16, target_modules="all-linear"),
+               "lokr": peft.LoKrConfig(r=8, alpha=16, target_modules="all-linear"),
+               "oft": peft.OFTConfig(r=0, oft_block_size=32, target_modules="all-linear"),
+               "adalora": peft.AdaLoraConfig(init_r=12, target_r=8, total_step=10, target_modules="all-linear"),
+               "ptuning": peft.PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=20,
+                                                   encoder_hidden_size=128)}
+    model = peft.get_peft_model(tiny_model(cls, config), configs[method])
+    assert trainable(model) == analytic_trainable_params(config, method)  # the registry's defaults
+
+
+@pytest.mark.parametrize("method", CHAPTER3)
+def test_chapter3_methods_have_a_prediction(method):
+    est = predict_memory(tiny_config(), method)
+    assert est.total > est.weights > 0 and est.details["trainable_params"] == analytic_trainable_params(
+        tiny_config(), method)
+    longer = predict_memory(tiny_config(), method, seq_len=256)
+    assert longer.activations > est.activations
+
+
+def test_oft_block_size_must_divide_the_inputs():
+    with pytest.raises(LabkitError, match="block_size=48 does not divide"):
+        analytic_trainable_params(tiny_config(), "oft", block_size=48)

@@ -38,7 +38,15 @@ CASES = {
     "bitfit": ({}, 5e-2),
     "norm": ({}, 5e-2),
     "linear_probe": ({"labels": LABELS}, 5e-2),
+    # chapter 3's variants and rivals (listed by list_methods(core_only=False))
+    "vera": ({"rank": 16, "target_modules": "all-linear"}, 5e-2),  # mixed shapes: A and B sized for the largest
+    "loha": ({"rank": 4, "target_modules": ["q_proj", "v_proj"]}, 2e-2),
+    "lokr": ({"rank": 4}, 2e-2),
+    "oft": ({"block_size": 8, "target_modules": ["q_proj", "v_proj"]}, 2e-2),
+    "adalora": ({"rank": 6, "target_rank": 4, "target_modules": ["q_proj", "v_proj"]}, 2e-2),
+    "ptuning": ({"num_virtual_tokens": 4, "encoder_hidden_size": 16}, 5e-2),
 }
+ALL = list(CASES)  # every registered method: the table-driven test covers each (none is marked as unable to run)
 
 # The exact trainable names each method promises on tiny-llama (2 layers), hard-coded so that a change shows up.
 LAYER = "base_model.model.model.layers.{i}."
@@ -58,11 +66,22 @@ EXPECTED = {
     "norm": {f"{LAYER}{n}.ln_tuning_layers.default.weight".format(i=i)
              for i in (0, 1) for n in ("input_layernorm", "post_attention_layernorm")}
     | {"base_model.model.model.norm.ln_tuning_layers.default.weight"},
+    "loha": {f"{LAYER}self_attn.{m}_proj.hada_w{k}_{ab}.default".format(i=i)
+             for i in (0, 1) for m in ("q", "v") for k in "12" for ab in "ab"},
+    "oft": {f"{LAYER}self_attn.{m}_proj.oft_R.default.weight".format(i=i) for i in (0, 1) for m in ("q", "v")},
+    "adalora": {f"{LAYER}self_attn.{m}_proj.lora_{k}.default".format(i=i)
+                for i in (0, 1) for m in ("q", "v") for k in "ABE"},
+    "vera": {f"{LAYER}{m}.vera_lambda_{k}.default".format(i=i) for i in (0, 1) for k in "bd" for m in (
+        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")},
+    "ptuning": {"prompt_encoder.default.embedding.weight"}
+    | {f"prompt_encoder.default.mlp_head.{k}.{w}" for k in (0, 2, 4) for w in ("weight", "bias")},
 }
 
 
 # The order learners see, and every method's facts, hard-coded so that a change to the registry shows up here.
 ORDER = ["full", "lora", "dora", "qlora", "adapter", "prefix", "prompt", "ia3", "bitfit", "norm", "linear_probe"]
+CHAPTER3 = ["vera", "loha", "lokr", "oft", "adalora", "ptuning"]  # core=False: after the core set, in this order
 FACT_NAMES = ("default_lr", "size_knob", "takes_targets", "mergeable", "adds_latency", "analogue", "family",
               "base_quantization", "title")
 FACTS = {
@@ -77,6 +96,12 @@ FACTS = {
     "bitfit": (1e-3, None, False, False, False, "norm", "biases", None, "BitFit"),
     "norm": (1e-2, None, False, True, False, None, "norm_weights", None, "norm tuning"),
     "linear_probe": (3e-3, None, False, False, False, None, "head", None, "linear probe"),
+    "vera": (1e-2, "rank", True, True, False, None, "shared_projection", None, "VeRA"),
+    "loha": (1e-3, "rank", True, True, False, None, "hadamard", None, "LoHa"),
+    "lokr": (1e-3, "rank", True, True, False, None, "kronecker", None, "LoKr"),
+    "oft": (1e-3, "block_size", True, True, False, None, "orthogonal", None, "OFT"),
+    "adalora": (1e-3, "rank", True, True, False, None, "low_rank_adaptive", None, "AdaLoRA"),
+    "ptuning": (1e-2, "num_virtual_tokens", False, False, True, None, "prompt_encoder", None, "P-tuning"),
 }
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread (conftest)
@@ -185,6 +210,13 @@ def test_the_trainable_check_catches_an_extra_or_missing_parameter(tiny):
     ("dora", {"rank": 4}), ("adapter", {"bottleneck": 8}), ("adapter", {"bottleneck": 8, "style": "pfeiffer"}),
     ("prefix", {"num_virtual_tokens": 4}), ("prompt", {"num_virtual_tokens": 4}), ("ia3", {}), ("norm", {}),
     ("linear_probe", {"labels": LABELS}),
+    ("vera", {}), ("vera", {"rank": 16, "target_modules": "all-linear"}), ("loha", {"rank": 4}), ("lokr", {"rank": 4}),
+    ("lokr", {"rank": 2, "target_modules": ["gate_proj", "down_proj"]}), ("lokr", {"rank": 8, "decompose_factor": 4}),
+    ("oft", {"block_size": 8}), ("oft", {"block_size": 16, "target_modules": ["q_proj"]}),
+    ("adalora", {"rank": 6, "target_rank": 4}), ("ptuning", {"num_virtual_tokens": 4, "encoder_hidden_size": 16}),
+    ("lora", {"rank": 4, "rank_pattern": {"q_proj": 2, "layers.1.mlp.down_proj": 8}}), ("lora", {"rank": 4, "layers": [1]}),
+    ("lora", {"rank": 4, "layers": [0], "target_modules": ["q_proj", "v_proj"], "rank_pattern": {"v_proj": 1}}),
+    ("dora", {"rank": 4, "layers": [1]}), ("lora", {"rank": 4, "use_rslora": True, "init": "olora"}),
 ])
 def test_trainable_count_matches_the_meters_formula(name, kwargs, tiny):
     meters = pytest.importorskip("labkit.meters")
@@ -215,7 +247,8 @@ def test_lora_parameters_on_tiny_llama_by_hand(tiny):
 
 
 def _mergeable(on_cpu_base: bool) -> list[str]:
-    return [m for m in list_methods() if get_method(m).mergeable == on_cpu_base and not get_method(m).base_quantization]
+    return [m for m in list_methods(core_only=False)
+            if get_method(m).mergeable == on_cpu_base and not get_method(m).base_quantization]
 
 
 @pytest.mark.parametrize("name", _mergeable(True))
@@ -259,8 +292,11 @@ def test_adapters_start_equal_to_the_base_and_pfeiffer_adapts_half_the_blocks(ti
 
 
 def test_every_method_describes_what_it_adds_and_stores():
-    assert list_methods() == ORDER
-    for name in list_methods():
+    assert list_methods() == ORDER  # the core set: what lab 01a compares and the method explorer offers
+    assert list_methods(core_only=False) == ORDER + CHAPTER3
+    assert len(list_methods(core_only=False)) >= 17  # issue 16's floor
+    assert [get_method(n).core for n in list_methods(core_only=False)] == [True] * 11 + [False] * 6
+    for name in list_methods(core_only=False):
         method = get_method(name)
         text = method.describe()
         assert name in text and "adds:" in text and "stores per task:" in text
@@ -280,10 +316,10 @@ def test_save_is_atomic_and_small(tiny, tmp_path):
 # ---- the registry knows each method ----
 
 def test_every_registered_method_has_hard_coded_facts():
-    assert set(FACTS) == set(list_methods())
+    assert set(FACTS) == set(list_methods(core_only=False)) == set(CASES)
 
 
-@pytest.mark.parametrize("name", ORDER)
+@pytest.mark.parametrize("name", ORDER + CHAPTER3)
 def test_method_facts(name):
     method = get_method(name)
     assert {fact: getattr(method, fact) for fact in FACT_NAMES} == dict(zip(FACT_NAMES, FACTS[name]))
@@ -291,7 +327,7 @@ def test_method_facts(name):
     fields = {f.name for f in dataclasses.fields(method.config)}
     assert method.size_knob is None or method.size_knob in fields
     assert method.takes_targets == ("target_modules" in fields)
-    assert method.analogue is None or method.analogue in list_methods()
+    assert method.analogue is None or method.analogue in list_methods(core_only=False)
     assert not (method.mergeable and method.adds_latency)
 
 
@@ -308,7 +344,7 @@ def test_discovery_finds_every_method_module():
     folder = Path(methods.__file__).parent
     modules = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
     assert set(discover_methods()) == modules  # importing again registers nothing twice
-    registered_by = {get_method(name).apply.__module__.rpartition(".")[2] for name in list_methods()}
+    registered_by = {get_method(name).apply.__module__.rpartition(".")[2] for name in list_methods(core_only=False)}
     assert registered_by == modules - {"saving"}  # every module but the save/load helper registers a method
 
 
@@ -477,3 +513,117 @@ def test_main_methods_on_smollm2(name, tmp_path):
     assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
     path = save_trainable(model, tmp_path)
     assert path.stat().st_size < 1_000_000  # 230k numbers: under a megabyte, the base is 538 MB
+
+
+# ---- chapter 3: LoRA's options and the new methods' own rules ----
+
+def test_plain_lora_builds_the_same_peft_config_as_before():
+    from peft import LoraConfig
+
+    from labkit.methods.lora import LoraSpec, lora_config
+
+    before = LoraConfig(r=8, lora_alpha=16.0, lora_dropout=0.0, target_modules="all-linear", use_dora=False,
+                        bias="none", task_type="CAUSAL_LM")
+    assert lora_config(LoraSpec()).to_dict() == before.to_dict()
+
+
+def test_rslora_scales_by_alpha_over_the_square_root_of_the_rank(tiny):
+    plain = apply_method(copy.deepcopy(tiny[0]), "lora", rank=16, alpha=8, target_modules=["q_proj"])
+    rs = apply_method(copy.deepcopy(tiny[0]), "lora", rank=16, alpha=8, target_modules=["q_proj"], use_rslora=True)
+    layer = lambda m: m.base_model.model.model.layers[0].self_attn.q_proj
+    assert layer(plain).scaling["default"] == 0.5 and layer(rs).scaling["default"] == 2.0  # 8/16 and 8/4
+
+
+@pytest.mark.parametrize("init", ["pissa", "pissa_niter_2", "olora", "gaussian"])
+def test_every_init_starts_at_the_base_models_outputs(init, tiny):
+    batch = torch.randint(3, 1000, (1, 8), generator=torch.Generator().manual_seed(3))
+    model = apply_method(copy.deepcopy(tiny[0]), "lora", rank=4, target_modules=["q_proj", "v_proj"], init=init)
+    with torch.no_grad():
+        expected, got = tiny[0](input_ids=batch).logits, model(input_ids=batch).logits
+    if init == "gaussian":  # B = 0: the update starts at zero exactly
+        assert torch.equal(got, expected)
+    else:  # PiSSA/OLoRA move W's top directions into B·A and keep the rest: the sum is W again (to rounding)
+        assert torch.allclose(got, expected, atol=1e-3)
+        b = model.base_model.model.model.layers[0].self_attn.q_proj.lora_B.default.weight
+        assert b.abs().sum() > 0  # unlike the default, B does not start at zero
+
+
+def test_loraplus_gives_b_a_larger_learning_rate(tiny):
+    data = _data("lora", 1000)
+    model = apply_method(copy.deepcopy(tiny[0]), "lora", rank=4, target_modules=["q_proj"], loraplus_ratio=16.0)
+    from labkit.methods import TrainingHooks
+
+    opt, name = TrainingHooks(model, 3).optimizer("adamw", 1e-3, 0.0)
+    lrs = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            lrs[next(n for n, q in model.named_parameters() if q is p).split(".")[-3]] = group["lr"]
+    assert name == "adamw" and lrs == {"lora_A": 1e-3, "lora_B": 16e-3}
+    result = train(model, None, data, objective="causal_lm", num_steps=2, batch_size=4, seq_len=16, lr=1e-2,
+                   progress=False, live_plot=False)
+    assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
+
+
+def test_loraplus_off_leaves_lk_train_as_it_was(tiny):
+    from labkit.methods import TrainingHooks
+
+    model = apply_method(copy.deepcopy(tiny[0]), "lora", rank=4)
+    assert TrainingHooks(model, 3).optimizer("adamw", 1e-3, 0.0) is None  # lk.train makes its usual AdamW
+    assert not TrainingHooks(apply_method(copy.deepcopy(tiny[0]), "ia3"), 3)  # no hooks at all for the others
+
+
+def test_adalora_reallocates_ranks_during_training(tiny):
+    from labkit.methods.adalora import ranks
+
+    model = apply_method(copy.deepcopy(tiny[0]), "adalora", rank=6, target_rank=3)
+    assert set(ranks(model).values()) == {6}
+    train(model, None, _data("adalora", 1000), objective="causal_lm", num_steps=4, batch_size=4, seq_len=16, lr=1e-2,
+          progress=False, live_plot=False)
+    assert model.peft_config["default"].total_step == 4  # lk.train told peft how long the run is
+    after = ranks(model)
+    assert len(set(after.values())) > 1 and sum(after.values()) <= 3 * len(after)  # moved around, within budget
+
+
+@pytest.mark.parametrize("name, kwargs, says", [
+    ("adalora", {"rank": 4, "target_rank": 8}, "target_rank=8 is above rank=4.*pick target_rank <= rank"),
+    ("adalora", {"tinit": 5, "total_step": 5}, "needs steps between its warm-up and its final phase"),
+    ("lora", {"loraplus_ratio": 0.0}, "loraplus_ratio .* must be positive; LoRA\\+ suggests 16"),
+    ("lora", {"loraplus_ratio": -2.0}, "must be positive"),
+    ("lora", {"init": "svd"}, "Unknown init 'svd': peft knows default, gaussian, pissa, olora"),
+    ("dora", {"init": "pissa_niter_0"}, "Unknown init"),
+    ("lora", {"rank_pattern": {"q_proj": 0}}, "rank_pattern maps layer names to positive whole numbers"),
+    ("lora", {"layers": [0, 7]}, "layers \\[0, 7\\] name a layer this model does not have: it has layers 0 to 1"),
+    ("lora", {"layers": []}, "layers must be a non-empty list"),
+    ("oft", {"block_size": 24}, "block_size=24 does not divide q_proj's 64 inputs"),
+    ("oft", {"block_size": 1}, "at least 2"),
+    ("vera", {"rank": 0}, "rank must be a positive whole number"),
+    ("lokr", {"decompose_factor": 0}, "decompose_factor must be -1"),
+    ("ptuning", {"encoder_hidden_size": 0}, "encoder_hidden_size must be a positive whole number"),
+    ("loha", {"target_modules": ["query"]}, "not in this model"),
+])
+def test_chapter3_bad_input_is_refused(name, kwargs, says, tiny):
+    with pytest.raises(LabkitError, match=says):
+        apply_method(copy.deepcopy(tiny[0]), name, **kwargs)
+
+
+def test_adalora_with_too_short_a_run_is_refused_by_lk_train(tiny):
+    model = apply_method(copy.deepcopy(tiny[0]), "adalora", rank=4, target_rank=2, tinit=3)
+    with pytest.raises(LabkitError, match="train longer or lower them"):
+        train(model, None, _data("adalora", 1000), objective="causal_lm", num_steps=3, batch_size=4, seq_len=16,
+              progress=False, live_plot=False)
+
+
+def test_loraplus_with_an_8bit_optimizer_is_refused(tiny):
+    model = apply_method(copy.deepcopy(tiny[0]), "lora", rank=4, loraplus_ratio=16.0)
+    with pytest.raises(LabkitError, match="LoRA\\+ runs here with optimizer 'adamw' or 'sgd'"):
+        train(model, None, _data("lora", 1000), objective="causal_lm", num_steps=1, batch_size=4, seq_len=16,
+              optimizer="adamw8bit", progress=False, live_plot=False)
+
+
+def test_vera_accepts_mixed_shapes_by_sharing_the_largest(tiny):
+    """peft 0.21 does not refuse VeRA on layers of different shapes: one A and B sized for the largest, sliced."""
+    model = apply_method(copy.deepcopy(tiny[0]), "vera", rank=16, target_modules=["q_proj", "v_proj", "gate_proj"])
+    layer = model.base_model.model.model.layers[0]
+    assert tuple(layer.self_attn.v_proj.vera_A["default"].shape) == (16, 64)  # largest fan_in among the targets
+    assert tuple(layer.self_attn.v_proj.vera_B["default"].shape) == (128, 16)  # gate_proj's 128 outputs
+    assert layer.self_attn.v_proj.vera_lambda_b["default"].numel() == 32  # but b is v_proj's own size

@@ -15,13 +15,15 @@ Sources, cited once:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..core import LabkitError
 from ..methods import get_method
 from ..units import DTYPE_BYTES, GIB, MIB, NF4_BITS, OPTIMIZERS
 from .arch import LINEARS, dims, positive_int
-from .params import LOW_RANK, _method_settings, adapted_layers, feedforward_layers, trainable_tensors
+from .params import LAYER_ADAPTERS, LOW_RANK, _method_settings, adapted_layers, feedforward_layers, trainable_tensors
+
+SOFT_PROMPTS = ("soft_prompt", "prompt_encoder")  # families whose virtual tokens lengthen every input
 
 NF4_BYTES = {True: NF4_BITS["nf4+dq"] / 8, False: NF4_BITS["nf4"] / 8}  # double_quant -> bytes per weight
 # Process growth of a CPU training step that is not tensors (Python objects, allocator slack) in a warm process:
@@ -79,7 +81,10 @@ def _layer_bytes(d, family, targets, ia3_ff, rank, act, adapter_size, per_adapte
     """Bytes autograd saves per token in one decoder layer (see the module docstring); ``family`` from the registry."""
     h, inter, q, kv = d.hidden, d.inter, d.q_dim, d.kv_dim
     full, norm_trains = family == "all_weights", family in ("all_weights", "norm_weights")
-    lora = set(targets) if family in LOW_RANK else set()
+    # chapter 3's layer adapters (AdaLoRA, VeRA, LoHa, LoKr, OFT) save their layer's input as LoRA does; their
+    # own small intermediates are counted like LoRA's A x (rank numbers per token) except OFT's rotated input.
+    # This is an approximation for them, not re-derived from autograd: lab 03 shows it next to the measurement.
+    lora = set(targets) if family in LOW_RANK + LAYER_ADAPTERS else set()
     shared = act == F32  # an fp32 adapter reads the fp32 input itself; in 16-bit it saves its own fp32 copy
     out = 2 * F32 * h + 2 * F32  # both norm inputs (upcast to fp32) and their rsqrt
     out += 2 * act * h if norm_trains else 0  # normed values, kept for the norm weights' gradient
@@ -96,7 +101,10 @@ def _layer_bytes(d, family, targets, ia3_ff, rank, act, adapter_size, per_adapte
         out += act * inter  # input of down_proj
     elif "down_proj" in lora:
         out += F32 * inter
-    out += F32 * rank * sum(n in lora for n in LINEARS)  # A x, kept for B's gradient
+    if family == "orthogonal":
+        out += F32 * sum(d.linear(n)[0] for n in lora)  # the rotated input, kept for the base layer's backward
+    else:
+        out += F32 * rank * sum(n in lora for n in LINEARS)  # A x, kept for B's gradient
     if family == "low_rank_magnitude":
         out += F32 * 2 * sum(d.linear(n)[1] for n in lora)  # base and LoRA outputs, for the magnitude scaling
     if family == "scaling":
@@ -106,7 +114,7 @@ def _layer_bytes(d, family, targets, ia3_ff, rank, act, adapter_size, per_adapte
     return out
 
 
-def predict_memory(config, method: str = "lora", *, rank: int = 8, target_modules=None, dtype: str = "fp32",
+def predict_memory(config, method: str = "lora", *, rank: int | None = None, target_modules=None, dtype: str = "fp32",
                    quantization: str | None = None, double_quant: bool = True, optimizer: str = "adamw",
                    batch_size: int = 4, seq_len: int = 128, grad_checkpointing: bool = False,
                    num_virtual_tokens: int = 20, device: str = "cpu", keep_logits: bool = False,
@@ -185,9 +193,10 @@ def predict_memory(config, method: str = "lora", *, rank: int = 8, target_module
     targets = adapted_layers(method, kw.get("target_modules"))
     ia3_ff = feedforward_layers(method, targets, kw.get("feedforward_modules"))
     per_adapter = {"houlsby": 2, "pfeiffer": 1}.get(kw.get("adapter_style", "houlsby"), 2)
-    layer = _layer_bytes(d, family, [t for t in targets if t in LINEARS], ia3_ff, kw.get("rank", rank), act,
+    rank = kw.get("rank") or spec.default("rank") if "rank" in {f.name for f in fields(spec.config)} else 8
+    layer = _layer_bytes(d, family, [t for t in targets if t in LINEARS], ia3_ff, rank, act,
                          kw.get("adapter_size", 64), per_adapter)
-    tokens = batch_size * (seq_len + (kw.get("num_virtual_tokens", 20) if family == "soft_prompt" else 0))
+    tokens = batch_size * (seq_len + (kw.get("num_virtual_tokens", 20) if family in SOFT_PROMPTS else 0))
     head_trains = family == "all_weights" or "lm_head" in targets
     if family == "head":  # the backbone runs without a graph: one layer's working set, a tiny head
         saved, logits_peak, logits_held = tokens * act * (2 * d.hidden + 3 * d.inter), 0, 0
@@ -200,7 +209,7 @@ def predict_memory(config, method: str = "lora", *, rank: int = 8, target_module
             saved = tokens * d.layers * layer
         saved += tokens * (F32 * d.hidden + F32 + (act * d.hidden if head_trains else 0)
                            + (act * d.hidden if family in ("all_weights", "norm_weights") else 0))  # final norm, head
-        if family not in ("all_weights", "soft_prompt") and not grad_checkpointing:
+        if family not in ("all_weights", *SOFT_PROMPTS) and not grad_checkpointing:
             saved -= tokens * (F32 * d.hidden + F32)  # frozen embeddings: the first norm's input needs no grad
         held_b = act if keep_logits else 0  # logits kept by the caller; log-softmax output and two gradients
         logits_held = tokens * d.vocab * held_b

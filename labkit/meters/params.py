@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from ..core import LabkitError
 from ..methods import get_method, list_methods
-from ..methods.lora import check_rank
+from ..methods.lokr import lokr_sizes
+from ..methods.lora import check_rank, pattern_value
 from ..units import DTYPE_BYTES
 from .arch import ATTN, LINEARS, MLP, dims, positive_int, resolve_targets
 
-METHODS = tuple(list_methods())  # the registered methods; the formulas below read each one's family from the registry
+METHODS = tuple(list_methods())  # section 1.1's methods (list_methods(core_only=False) has chapter 3's too)
 LOW_RANK = ("low_rank", "low_rank_magnitude")  # families that add B·A to linear layers (labkit.methods.FAMILIES)
+# chapter 3's families that also adapt chosen linear layers (their formulas are below, per family)
+LAYER_ADAPTERS = ("low_rank_adaptive", "shared_projection", "hadamard", "kronecker", "orthogonal")
 COMPONENTS = ("embeddings", "attention", "mlp", "norms", "head", "adapters", "other")
 # Settings of labkit.methods specs that do not change how many parameters train.
 IGNORED_SETTINGS = {"alpha", "dropout", "lora_alpha", "lora_dropout", "grad_checkpointing", "activation",
-                    "init_text", "pooling", "layer"}
+                    "init_text", "pooling", "layer", "use_rslora", "init", "alpha_pattern", "loraplus_ratio",
+                    "d_initial", "projection_prng_key", "target_rank", "tinit", "tfinal", "delta_t", "total_step"}
 
 # Name fragments -> component; checked in this order (adapters live inside attention/MLP modules).
 _PATTERNS = (
-    ("adapters", ("lora_", "ia3_", "prompt_encoder", ".adapter.", "prefix_encoder", "vera_", "modules_to_save")),
+    ("adapters", ("lora_", "ia3_", "prompt_encoder", ".adapter.", "prefix_encoder", "vera_", "modules_to_save",
+                  "hada_", "lokr_", "oft_")),
     ("norms", ("norm", "ln_tuning")),
     ("embeddings", ("embed_tokens", "wte", "wpe", "word_embeddings", "embed_positions")),
     ("head", ("lm_head", "score.", "classifier", "head.")),
@@ -98,7 +104,8 @@ def _method_settings(method: str, kw: dict) -> dict:
     for name in IGNORED_SETTINGS & set(kw):
         kw.pop(name)
     known = {"rank", "target_modules", "num_virtual_tokens", "adapter_size", "adapter_style",
-             "feedforward_modules", "num_labels"}
+             "feedforward_modules", "num_labels", "rank_pattern", "layers", "block_size", "decompose_factor",
+             "encoder_hidden_size"}
     unknown = sorted(set(kw) - known)
     if unknown:
         raise LabkitError(f"Unknown setting(s) {unknown} for {method!r}: use {', '.join(sorted(known))}.")
@@ -120,20 +127,27 @@ def feedforward_layers(method: str, targets, feedforward_modules=None) -> set[st
     return set(get_method(method).default("feedforward_modules")) & set(targets)
 
 
-def trainable_tensors(config, method: str, *, rank: int = 8, target_modules=None, num_virtual_tokens: int = 20,
+def trainable_tensors(config, method: str, *, rank: int | None = None, target_modules=None, num_virtual_tokens: int = 20,
                       adapter_size: int = 64, adapter_style: str = "houlsby", feedforward_modules=None,
-                      num_labels: int | None = None) -> list[tuple[int, bool]]:
+                      num_labels: int | None = None, rank_pattern: dict | None = None, layers=None,
+                      block_size: int = 32, decompose_factor: int = -1,
+                      encoder_hidden_size: int = 128) -> list[tuple[int, bool]]:
     """(size, is_base_weight) of every tensor the method trains; base weights are the model's own.
 
     The formula is chosen by the method's family in the registry (labkit.methods.FAMILIES), not by its name.
     """
     d = dims(config)
-    layers = range(d.layers)
+    chosen, layers = layers, range(d.layers)  # ``layers`` (LoRA's chosen decoder layers) becomes ``chosen``
     family = get_method(method).family
+    if rank is None:  # the method's own default size (VeRA 256, AdaLoRA 12, LoRA 8)
+        rank = get_method(method)._default("rank")
+        rank = 8 if rank is dataclasses.MISSING else rank
     if family == "all_weights":
         sizes = [d.vocab * d.hidden] + [d.linear_params(n) for _ in layers for n in LINEARS]
         sizes += [d.hidden] * (2 * d.layers + 1) + ([] if d.tied else [d.vocab * d.hidden])
         return [(n, True) for n in sizes]
+    if family in LOW_RANK and (rank_pattern or chosen is not None):
+        return _patterned_low_rank(d, method, rank, target_modules, rank_pattern, chosen)
     if family in LOW_RANK:
         positive_int("rank", rank, "try 8 or 16")
         out = []
@@ -144,6 +158,14 @@ def trainable_tensors(config, method: str, *, rank: int = 8, target_modules=None
             out += [(rank * fan_in, False), (fan_out * rank, False)] * count
             out += [(fan_out, False)] * count if family == "low_rank_magnitude" else []  # DoRA's magnitude
         return out
+    if family in LAYER_ADAPTERS:
+        return _layer_adapter_tensors(d, method, family, rank, target_modules, block_size, decompose_factor)
+    if family == "prompt_encoder":  # peft's MLP encoder: hidden -> e -> e -> hidden, with biases
+        positive_int("num_virtual_tokens", num_virtual_tokens, "try 20")
+        positive_int("encoder_hidden_size", encoder_hidden_size, "try 128")
+        h, e = d.hidden, encoder_hidden_size
+        return [(num_virtual_tokens * h, False), (h * e, False), (e, False), (e * e, False), (e, False),
+                (e * h, False), (h, False)]
     if family == "bottleneck":
         positive_int("adapter_size", adapter_size, "the bottleneck width, try 16 or 64")
         per_layer = {"houlsby": 2, "pfeiffer": 1}.get(adapter_style)
@@ -173,7 +195,57 @@ def trainable_tensors(config, method: str, *, rank: int = 8, target_modules=None
     return [(d.hidden * num_labels, False), (num_labels, False)]
 
 
-def analytic_trainable_params(config, method: str, *, rank: int = 8, target_modules=None,
+def _layer_names(d, name: str) -> list[str]:
+    """Full names of the ``name`` layers of every decoder layer, as peft matches its patterns against them."""
+    if name == "lm_head":
+        return ["lm_head"]
+    block = "self_attn" if name in ATTN else "mlp"
+    return [f"model.layers.{i}.{block}.{name}" for i in range(d.layers)]
+
+
+def _patterned_low_rank(d, method, rank, target_modules, rank_pattern, layers):
+    """LoRA/DoRA with per-layer ranks (peft rank_pattern) or on chosen decoder layers only (layers_to_transform)."""
+    positive_int("rank", rank, "try 8 or 16")
+    out = []
+    for name in adapted_layers(method, target_modules):
+        fan_in, fan_out, _ = d.linear(name)
+        for i, full in enumerate(_layer_names(d, name)):
+            if layers is not None and (name == "lm_head" or i not in layers):
+                continue
+            r = pattern_value(rank_pattern, full, rank)
+            check_rank(r, name, fan_in, fan_out)
+            out += [(r * fan_in, False), (fan_out * r, False)]
+            out += [(fan_out, False)] if get_method(method).family == "low_rank_magnitude" else []
+    return out
+
+
+def _layer_adapter_tensors(d, method, family, rank, target_modules, block_size, decompose_factor):
+    """Chapter 3's layer adapters, per target layer: AdaLoRA P, Λ, Q; VeRA b, d; LoHa four factors; LoKr; OFT."""
+    if family == "orthogonal":
+        positive_int("block_size", block_size, "try 32")
+    else:
+        positive_int("rank", rank, "try 8")
+    out = []
+    for name in adapted_layers(method, target_modules):
+        fan_in, fan_out, _ = d.linear(name)
+        if family == "low_rank_adaptive":
+            check_rank(rank, name, fan_in, fan_out)
+            sizes = [rank * fan_in, fan_out * rank, rank]  # Q, P and the singular values Λ
+        elif family == "shared_projection":
+            sizes = [fan_out, rank]  # b and d; the random A and B are frozen and shared
+        elif family == "hadamard":
+            sizes = [fan_out * rank, rank * fan_in] * 2
+        elif family == "kronecker":
+            sizes = lokr_sizes(fan_in, fan_out, rank, decompose_factor)
+        else:
+            if fan_in % block_size:
+                raise LabkitError(f"block_size={block_size} does not divide {name}'s {fan_in} inputs: pick a divisor.")
+            sizes = [fan_in // block_size * block_size * (block_size - 1) // 2]  # one skew-symmetric block each
+        out += [(n, False) for n in sizes] * (1 if name == "lm_head" else d.layers)
+    return out
+
+
+def analytic_trainable_params(config, method: str, *, rank: int | None = None, target_modules=None,
                               num_virtual_tokens: int = 20, adapter_size: int = 64, num_labels: int | None = None,
                               **method_kw) -> int:
     """Exact trainable-parameter count of ``method`` from a config alone (peft 0.21 conventions).

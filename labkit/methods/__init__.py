@@ -30,6 +30,12 @@ FAMILIES = {
     "biases": "the model's own bias vectors",
     "norm_weights": "the model's own normalisation weights",
     "head": "a new classification head on the frozen model",
+    "low_rank_adaptive": "an SVD-shaped update P·Λ·Q whose rank budget is moved between layers while training",
+    "shared_projection": "two frozen random matrices shared by all layers, scaled by trainable vectors per layer",
+    "hadamard": "the Hadamard (element-wise) product of two low-rank updates on chosen linear layers",
+    "kronecker": "a Kronecker product of two small factors on chosen linear layers",
+    "orthogonal": "a block-diagonal orthogonal rotation of chosen linear layers' inputs",
+    "prompt_encoder": "learned input embeddings produced by a small trainable MLP (P-tuning)",
 }
 
 
@@ -55,6 +61,9 @@ class Method:
     note: str  # one line about merging and inference, shown in comparisons
     analogue: str | None = None  # the method to use where this one does not apply (bitfit -> norm), or None
     base_quantization: str | None = None  # the quantization its base model must have ("nf4" for QLoRA), or None
+    core: bool = True  # one of section 1.1's families: listed by list_methods() (lab 01a, the method explorer)
+    make_optimizer: Callable | None = None  # (model, cfg, optimizer, lr, weight_decay) -> optimizer or None (LoRA+)
+    after_step: Callable | None = None  # (model, cfg, step, num_steps) after each optimizer step (AdaLoRA's budget)
 
     def make_config(self, **cfg_kwargs):
         """Build and validate this method's config from keyword arguments (each checked against its field's type)."""
@@ -126,12 +135,15 @@ _REGISTRY: dict[str, Method] = {}
 def register_method(name: str, *, config: type, apply: Callable, summary: str, adds: str, stores: str,
                     trainable: tuple[str, ...], title: str, order: int, family: str, default_lr: float,
                     size_knob: str | None, takes_targets: bool, mergeable: bool, adds_latency: bool, note: str,
-                    analogue: str | None = None, base_quantization: str | None = None) -> Method:
+                    analogue: str | None = None, base_quantization: str | None = None, core: bool = True,
+                    make_optimizer: Callable | None = None, after_step: Callable | None = None) -> Method:
     """Add a method and its facts to the registry; a second method with the same name is refused.
 
     The facts are what the rest of the kit reads instead of keeping tables of its own: ``default_lr``,
     ``size_knob`` (a config field), ``takes_targets``, ``mergeable``, ``adds_latency``, ``note`` (merging and
-    inference), ``analogue``, ``family`` (what it trains, for the meters), ``base_quantization``, ``title``, ``order``.
+    inference), ``analogue``, ``family`` (what it trains, for the meters), ``base_quantization``, ``title``, ``order``,
+    ``core`` (False for chapter 3's variants, which list_methods() leaves out unless asked), and the two training
+    hooks lk.train calls: ``make_optimizer`` (LoRA+) and ``after_step`` (AdaLoRA).
     """
     if name in _REGISTRY:
         raise LabkitError(f"A method called {name!r} is already registered: pick another name.")
@@ -152,14 +164,23 @@ def register_method(name: str, *, config: type, apply: Callable, summary: str, a
     method = Method(name=name, config=config, apply=apply, summary=summary, adds=adds, stores=stores,
                     trainable=tuple(trainable), title=title, order=order, family=family, default_lr=float(default_lr),
                     size_knob=size_knob, takes_targets=takes_targets, mergeable=mergeable, adds_latency=adds_latency,
-                    note=note, analogue=analogue, base_quantization=base_quantization)
+                    note=note, analogue=analogue, base_quantization=base_quantization, core=core,
+                    make_optimizer=make_optimizer, after_step=after_step)
     _REGISTRY[name] = method
     return method
 
 
-def list_methods() -> list[str]:
-    """Names of the registered methods, in the order learners see (each method's ``order``)."""
-    return sorted(_REGISTRY, key=lambda name: (_REGISTRY[name].order, name))
+def list_methods(core_only: bool = True) -> list[str]:
+    """Names of the registered methods, in the order learners see (each method's ``order``).
+
+    ``core_only=True`` lists section 1.1's families (what lab 01a compares and the method explorer offers);
+    ``core_only=False`` adds chapter 3's LoRA variants and rivals (VeRA, LoHa, LoKr, OFT, AdaLoRA, P-tuning).
+
+    >>> len(list_methods(core_only=False)) >= 17
+    True
+    """
+    names = [n for n in _REGISTRY if _REGISTRY[n].core or not core_only]
+    return sorted(names, key=lambda name: (_REGISTRY[name].order, name))
 
 
 def get_method(name: str) -> Method:
@@ -169,7 +190,7 @@ def get_method(name: str) -> Method:
     0.001
     """
     if name not in _REGISTRY:
-        raise LabkitError(f"Unknown method {name!r}: use one of {', '.join(list_methods())}.")
+        raise LabkitError(f"Unknown method {name!r}: use one of {', '.join(list_methods(core_only=False))}.")
     return _REGISTRY[name]
 
 
@@ -198,6 +219,31 @@ def apply_method(model, name: str, *, seed: int | None = 0, **cfg_kwargs):
         model = method.apply(model, cfg)
     model.labkit_method = (name, dataclasses.asdict(cfg))
     return model
+
+
+class TrainingHooks:
+    """What lk.train asks of the applied method: an optimizer of its own (LoRA+) and a call after each step."""
+
+    def __init__(self, model, num_steps: int):
+        applied = applied_method(model)
+        self.model, self.num_steps = model, num_steps
+        method = get_method(applied[0]) if applied is not None else None
+        hooked = method is not None and (method.make_optimizer or method.after_step) is not None
+        self.method = method if hooked else None  # None: lk.train runs as it does for every other method
+        self.cfg = method.make_config(**applied[1]) if hooked else None
+
+    def __bool__(self) -> bool:
+        return self.method is not None
+
+    def optimizer(self, name: str, lr: float, weight_decay: float):
+        """The method's own optimizer, or None for lk.train's usual one."""
+        make = self.method.make_optimizer if self.method is not None else None
+        return None if make is None else make(self.model, self.cfg, name, lr, weight_decay)
+
+    def step_done(self, step: int) -> None:
+        """Call after each optimizer step, before the gradients are cleared."""
+        if self.method is not None and self.method.after_step is not None:
+            self.method.after_step(self.model, self.cfg, step, self.num_steps)
 
 
 def trainable_names(model) -> set[str]:
@@ -243,6 +289,6 @@ discover_methods()
 
 from .saving import load_trainable, merge_lora, save_trainable
 
-__all__ = ["FAMILIES", "Method", "applied_method", "apply_method", "discover_methods", "get_method",
+__all__ = ["FAMILIES", "Method", "TrainingHooks", "applied_method", "apply_method", "discover_methods", "get_method",
            "linear_module_names", "list_methods", "load_trainable", "merge_lora", "register_method", "save_trainable",
            "trainable_names"]

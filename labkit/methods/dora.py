@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import register_method
-from .lora import LoraSpec, apply_lora
+from .lora import LoraSpec, apply_lora, loraplus_optimizer
 
 
 def apply_dora(model, cfg: LoraSpec):
@@ -21,4 +21,5 @@ register_method(
     default_lr=1e-3,  # tried on the intents task (SmolLM2-135M), 20-200 steps, in lab 01a's comparison
     size_knob="rank", takes_targets=True, mergeable=True, adds_latency=False,
     note="merges into W (magnitude and direction): no extra work once merged",
+    make_optimizer=loraplus_optimizer,
 )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..core import LabkitError
 from . import check_targets, register_method
-from .lora import LoraSpec, check_model_ranks, lora_config
+from .lora import LoraSpec, check_model_ranks, lora_config, loraplus_optimizer
 
 
 @dataclass
@@ -45,4 +45,5 @@ register_method(
     default_lr=1e-3,  # tried on the intents task (SmolLM2-135M), 20-200 steps, in lab 01a's comparison
     size_knob="rank", takes_targets=True, mergeable=True, adds_latency=False,
     note="4-bit base (its own base latency); merging re-quantizes the weights, so it is slightly lossy",
+    make_optimizer=loraplus_optimizer,
 )

@@ -11,7 +11,7 @@ from ..core import LabkitError
 from . import applied_method, apply_method, get_method, list_methods
 
 FILE_NAME = "adapter.safetensors"  # used when save_trainable is given a folder
-MERGEABLE_PEFT_TYPES = {"LORA", "IA3", "LN_TUNING"}  # peft updates merge_and_unload folds into the weights
+MERGEABLE_PEFT_TYPES = {"LORA", "IA3", "LN_TUNING", "ADALORA", "VERA", "LOHA", "LOKR", "OFT"}  # peft updates merge_and_unload folds into the weights
 
 
 def _target(path) -> Path:
