@@ -20,8 +20,9 @@ import gen_corpus
 import gen_instructions
 import gen_intents
 import gen_probe
+import gen_raw
 
-SEEDS = {"corpus": 101, "intents": 202, "instructions": 303}  # one stream per set: editing one leaves the rest
+SEEDS = {"corpus": 101, "intents": 202, "instructions": 303, "raw": 404}  # one stream per set: editing one leaves the rest
 CORPUS_DOCS = {"train": 3400, "validation": 200}
 
 
@@ -45,6 +46,12 @@ def build_all(out_dir: Path) -> dict[str, dict[str, int]]:
             write_jsonl(out_dir / name / f"{split}.jsonl", rows)
         sizes[name] = {split: len(rows) for split, rows in splits.items()}
     (out_dir / "intents" / "labels.json").write_text(json.dumps(gen_intents.LABELS) + "\n", encoding="utf-8")
+    raw_rng = random.Random(SEEDS["raw"])  # after the clean sets, from their rows: the clean files stay as they were
+    for name, splits in [("instructions", instructions), ("intents", intents)]:
+        raw, truth = gen_raw.build(raw_rng, name, splits["train"], splits["test"])
+        write_jsonl(out_dir / "raw" / f"{name}.jsonl", raw)
+        write_jsonl(out_dir / "raw" / f"{name}_truth.jsonl", truth)
+        sizes[f"raw/{name}"] = {"train": len(raw)}
     return sizes
 
 

@@ -78,6 +78,8 @@ _LAZY = {
     "load_intents": "data",
     "load_instructions": "data",
     "load_probe": "data",
+    "load_raw_instructions": "data",
+    "load_raw_intents": "data",
     "load_metric": "metrics",
     "train": "training",
     "TrainConfig": "training",
@@ -88,7 +90,8 @@ _SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "method
 
 __all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup", "Session",  # noqa: RUF022
            "load_model", "MODEL_PRESETS", "train", "TrainConfig", "preflight", "get_method", "apply_method",
-           "list_methods", "load_corpus", "load_intents", "load_instructions", "load_probe", "load_metric", "models",
+           "list_methods", "load_corpus", "load_intents", "load_instructions", "load_probe", "load_raw_instructions",
+           "load_raw_intents", "load_metric", "models",
            "doctor", "data", "metrics", "meters", "plots", "methods", "training", "widgets", "grading", "chapters",
            "notebooks", "fourbit", "units", "session", "validation", "ledger"]
 

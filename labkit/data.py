@@ -100,3 +100,53 @@ def load_probe(hub_id: str | None = None, **kwargs):
     >>> probe["test"][0]  # doctest: +SKIP
     """
     return _load("probe", hub_id, **kwargs)
+
+
+# ---- raw (dirty) variants, with the planted defects logged -----------------------------------------------------------
+
+RAW_SETS = ("instructions", "intents")  # which sets have a raw variant in data/raw/
+# Planted defects, as data/gen_raw.py names them in the ground truth ("none": a clean row).
+DEFECTS = ("exact_duplicate", "near_duplicate", "label_noise", "empty", "truncated", "overlong", "boilerplate",
+           "personal_data", "contamination")
+
+
+def _raw_file(name: str, suffix: str = ""):
+    """Load ``data/raw/<name><suffix>.jsonl`` as one Dataset."""
+    import datasets
+
+    if name not in RAW_SETS:
+        raise LabkitError(f"There is no raw variant of {name!r}: use one of {', '.join(RAW_SETS)}.")
+    path = data_dir() / "raw" / f"{name}{suffix}.jsonl"
+    if not path.is_file():
+        raise LabkitError(f"{path} is missing: rebuild it with `python data/build_data.py` from the repository root, "
+                          "or point LABKIT_DATA at a complete data folder.")
+    with _quiet():
+        return datasets.load_dataset("json", data_files={"train": str(path)}, split="train")
+
+
+def load_raw_instructions():
+    """The instruction training set with planted defects (one per affected row): ``id, instruction, answer, family``.
+
+    ``load_raw_truth("instructions")`` says which rows carry which defect.
+
+    >>> raw = load_raw_instructions()  # doctest: +SKIP
+    >>> raw.num_rows  # 1,200 clean rows, some edited, plus duplicates, empties and test copies  # doctest: +SKIP
+    """
+    return _raw_file("instructions")
+
+
+def load_raw_intents():
+    """The intents training set with planted defects: ``id, text, label`` (see ``load_raw_truth("intents")``)."""
+    return _raw_file("intents")
+
+
+def load_raw_truth(name: str):
+    """The planted defects of a raw set, one row per raw row: ``id, defect, source``.
+
+    ``defect`` is "none" or one of ``DEFECTS``; ``source`` is the id of the row a duplicate copies, the index in
+    the test split that a contaminated row copies, or None.
+
+    >>> truth = load_raw_truth("instructions")  # doctest: +SKIP
+    >>> truth.filter(lambda row: row["defect"] == "near_duplicate")[0]  # doctest: +SKIP
+    """
+    return _raw_file(name, "_truth")

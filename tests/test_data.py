@@ -195,3 +195,88 @@ def test_hub_id_offline_names_the_local_default(loader, monkeypatch):
     name = loader.__name__.removeprefix("load_")
     with pytest.raises(LabkitError, match=f"data/{name}/"):
         loader(hub_id="someone/dragons")
+
+
+# ---- raw variants (lab 04): planted defects with a ground-truth log --------------------------------------------------
+
+RAW_FILES = ("instructions.jsonl", "instructions_truth.jsonl", "intents.jsonl", "intents_truth.jsonl")
+
+
+def _gen_raw():
+    spec = importlib.util.spec_from_file_location("gen_raw", DATA / "gen_raw.py")
+    module = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.path.insert(0, str(DATA))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(DATA))
+    return module
+
+
+def test_raw_rebuild_is_byte_identical(rebuilt):
+    for name in RAW_FILES:
+        assert (rebuilt / "raw" / name).read_bytes() == (DATA / "raw" / name).read_bytes(), name
+    assert sorted(p.name for p in (DATA / "raw").iterdir()) == sorted(RAW_FILES)
+
+
+def test_all_committed_data_stays_under_5_mib():
+    total = sum(p.stat().st_size for p in DATA.rglob("*") if p.is_file())
+    assert total < 5 * MIB
+
+
+@pytest.mark.parametrize("name", data.RAW_SETS)
+def test_raw_truth_logs_every_row_and_the_planted_rates(name):
+    raw, truth = _read(DATA / f"raw/{name}.jsonl"), _read(DATA / f"raw/{name}_truth.jsonl")
+    assert [r["id"] for r in raw] == list(range(len(raw))) == [t["id"] for t in truth]
+    counts = _gen_raw().COUNTS[name]
+    assert set(counts) == set(data.DEFECTS)
+    for defect, n in counts.items():
+        assert sum(t["defect"] == defect for t in truth) == n, defect
+    clean_rows = sum(t["defect"] == "none" for t in truth)
+    edited = sum(counts[d] for d in ("label_noise", "truncated", "overlong", "boilerplate", "personal_data"))
+    assert clean_rows + edited == {"instructions": 1200, "intents": 1600}[name]
+
+
+@pytest.mark.parametrize("name", data.RAW_SETS)
+def test_raw_defects_are_what_the_log_says(name):
+    text, target = {"instructions": ("instruction", "answer"), "intents": ("text", "label")}[name]
+    raw, truth = _read(DATA / f"raw/{name}.jsonl"), _read(DATA / f"raw/{name}_truth.jsonl")
+    test = _read(DATA / f"{name}/test.jsonl")
+    clean = {(r[text], r[target]) for r in _read(DATA / f"{name}/train.jsonl")}
+    for row, t in zip(raw, truth):
+        pair, defect, source = (row[text], row[target]), t["defect"], t["source"]
+        if defect == "none":
+            assert pair in clean
+        elif defect == "exact_duplicate":
+            assert pair == (raw[source][text], raw[source][target]) and truth[source]["defect"] == "none"
+        elif defect == "near_duplicate":
+            original = raw[source]
+            assert row[target] == original[target] and truth[source]["defect"] == "none"
+            assert " ".join(row[text].lower().split()) != " ".join(original[text].lower().split())
+        elif defect == "contamination":
+            assert row[target] == test[source][target] and row[text].endswith(test[source][text])
+        elif defect == "empty":
+            assert not row[text].strip()
+        elif defect == "personal_data":
+            assert "@" in row[text] or re.search(r"\d{3}[- ]\d{3,4}", row[text])
+        elif defect == "overlong":
+            assert len(row[text].split()) > 200
+        elif defect == "label_noise":
+            assert pair not in clean
+            if name == "instructions" and _recompute(row) is not None:
+                assert _recompute(row) != row["answer"]
+
+
+def test_raw_loaders_and_their_errors(tmp_path, monkeypatch):
+    raw = data.load_raw_instructions()
+    assert raw.column_names == ["id", "instruction", "answer", "family"] and raw.num_rows == 1362
+    assert data.load_raw_intents().column_names == ["id", "text", "label"]
+    truth = data.load_raw_truth("intents")
+    assert truth.column_names == ["id", "defect", "source"] and truth.num_rows == data.load_raw_intents().num_rows
+    with pytest.raises(LabkitError, match="no raw variant"):
+        data.load_raw_truth("corpus")
+    monkeypatch.setenv("LABKIT_DATA", str(tmp_path))
+    with pytest.raises(LabkitError, match="build_data.py"):
+        data.load_raw_instructions()
