@@ -31,19 +31,20 @@ BOILERPLATE = ["Click here to subscribe for more!", "Share this with your friend
 RAMBLE = ["the wind over the ridge was calm", "the keepers sat by the fire", "the hay store smelled of smoke",
           "a long day at the academy went by", "nobody remembered the lesson plan", "the roost lamps flickered",
           "the students argued about saddles", "the ledger was left open on the desk"]
-DOMAINS = ["cinderpeak.org", "dragonmail.net", "roostpost.com", "academy.example"]
+DOMAINS = ["cinderpeak.example", "dragonmail.example", "roostpost.test", "academy.example"]  # reserved: RFC 2606
 LABELS = ["feed", "heal", "train", "book_flight", "report_fire", "adopt", "lost_dragon", "billing"]
 
 
 def email(rng: random.Random) -> str:
-    """A made-up e-mail address (the names are the world's, the domains invented or reserved)."""
+    """A made-up e-mail address (the names are the world's, the domains under reserved top-level names)."""
     return f"{rng.choice(KEEPERS).split()[-1].lower()}.{rng.choice(DRAGON_NAMES).lower()}@{rng.choice(DOMAINS)}"
 
 
 def phone(rng: random.Random) -> str:
-    """A made-up phone number in one of three common shapes."""
-    a, b, c = rng.randint(100, 999), rng.randint(100, 999), rng.randint(1000, 9999)
-    return rng.choice([f"+44 7700 {b}{c % 1000:03d}", f"({a}) {b}-{c}", f"{a}-{b}-{c}"])
+    """A made-up phone number in one of three common shapes, from the ranges kept for fiction (Ofcom's 07700 900xxx
+    drama numbers; 555-0100 to 555-0199 in North America), so no real line is ever printed."""
+    a, c = rng.randint(200, 999), rng.randint(0, 999)
+    return rng.choice([f"+44 7700 900{c:03d}", f"({a}) 555-01{c % 100:02d}", f"{a}-555-01{c % 100:02d}"])
 
 
 def personal(rng: random.Random) -> str:

@@ -26,9 +26,9 @@ def test_pipeline_scores_each_stage_against_the_truth(result, raw):
     for stage in ("rules", "exact_dedup", "personal_data"):  # what rules and regexes can find exactly
         assert table.loc[stage, "precision"] == table.loc[stage, "recall"] == 1.0, stage
     # the fuzzy stages at their defaults (Jaccard 0.7, 3-grams at 0.7): the measured trade-off, pinned
-    assert table.loc["near_dedup", ["flagged", "correct"]].tolist() == [65, 45]
-    assert table.loc["contamination", ["flagged", "correct", "planted"]].tolist() == [35, 30, 30]
-    assert len(result.clean) == 1130 and set(result.clean.column_names) == set(raw.column_names)
+    assert table.loc["near_dedup", ["flagged", "correct"]].tolist() == [67, 48]
+    assert table.loc["contamination", ["flagged", "correct", "planted"]].tolist() == [37, 30, 30]
+    assert len(result.clean) == 1126 and set(result.clean.column_names) == set(raw.column_names)
     masked = " ".join(result.clean["instruction"])
     assert "[EMAIL]" in masked and "@" not in masked
 
@@ -71,7 +71,7 @@ def test_rules_exact_dedup_masking_and_contamination():
                                      {"id": 6, "text": "feed  pip.", "label": "feed"},
                                      {"id": 7, "text": "Feed Pip.", "label": "heal"}])
     assert cleaning.exact_duplicates(ds, "intents") == {6: 5}
-    assert cleaning.mask_personal("Mail mara.pip@cinderpeak.org or call (555) 123-4567 or 555-123-4567.") == \
+    assert cleaning.mask_personal("Mail mara.pip@cinderpeak.example or call (555) 555-0123 or 212-555-0199.") == \
         "Mail [EMAIL] or call [PHONE] or [PHONE]."
     assert cleaning.mask_personal("Reformat 2024-03-07 as DD/MM/YYYY.") == "Reformat 2024-03-07 as DD/MM/YYYY."
     found = cleaning.contamination(["Q: What is 17 + 25? 42", "Sort these"], ["What is 10 + 1? 11",
