@@ -18,7 +18,7 @@ STAMP := $(VENV)/.labkit-installed
 LAB    ?=
 LAB_NOTEBOOKS = $(wildcard $(foreach l,$(LAB),labs/$(l)*.ipynb labs/solutions/$(l)*.ipynb))
 
-.PHONY: setup lab test test-unit test-labs test-quick test-browser lab-times build-labs doctor clean
+.PHONY: setup lab serve test test-unit test-labs test-quick test-browser lab-times build-labs doctor clean
 
 $(BIN)/python:
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
@@ -40,6 +40,11 @@ setup: $(STAMP)  ## install everything and prepare the offline model cache
 
 lab: setup  ## open the labs in JupyterLab (stop it with Ctrl-C twice)
 	$(BIN)/jupyter lab --notebook-dir=labs --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root)
+
+SERVE_PORT ?= 8000
+
+serve: setup  ## serve lab 08's fine-tuned SmolLM2 (or the base model) on 127.0.0.1:$(SERVE_PORT) until Ctrl-C
+	$(BIN)/python -m labkit.chapters.ch08_deployment.server --port $(SERVE_PORT)
 
 test: setup  ## unit tests + every notebook (solution and learner versions), offline, fast mode
 	LABKIT_FAST=1 $(BIN)/python -m pytest tests labs --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
