@@ -23,7 +23,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+
+from typing_extensions import Self  # typing.Self is 3.11+; pyproject promises 3.10
 
 from ...core import LabkitError, cache_dir
 
