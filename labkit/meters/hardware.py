@@ -50,7 +50,7 @@ class Hardware:
                           + (" (T4 has no bf16: use fp16)." if dtype == "bf16" and self.name == "T4" else "."))
 
 
-_NV = "NVIDIA datasheet (dense figures)"
+_NV = "NVIDIA datasheet (dense figures; watts: max board power)"
 _PRICES_2026 = "mercatus-ai.com/blog/cloud-gpu-pricing, 'specialty provider' on-demand range (middle), May 2026"
 
 HARDWARE: dict[str, Hardware] = {h.name: h for h in (
