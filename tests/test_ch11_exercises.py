@@ -40,7 +40,7 @@ def test_q3_break_even():
     (lambda c: (math.sqrt(c / 20), 20 * math.sqrt(c / 20)), "the 6 is missing"),
     (lambda c: (20 * math.sqrt(c / 120), math.sqrt(c / 120)), "swapped"),
     (lambda c: (c / 120, 20 * c / 120), "square root"),
-    (lambda c: math.sqrt(c / 120), "two numbers"),
+    (lambda c: math.sqrt(c / 120), "not right yet"),
 ])
 def test_q4_chinchilla_rejects(answer, fragment):
     outcome = q4.evaluate(answer)

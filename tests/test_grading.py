@@ -356,3 +356,15 @@ def test_grading_lab00_solution_full_marks_learner_zero(capsys):
     solution, learner = capsys.readouterr().out.split(str(paths[1]))
     assert "total 3/3" in solution and "error:" not in solution
     assert "total 0/3" in learner and learner.count("not attempted") == 3 and "error:" not in learner
+
+
+def test_a_sequence_of_numbers_is_compared_element_by_element_within_tolerance():
+    import numpy as np
+
+    from labkit.grading import expect_value
+
+    check = expect_value((1.0, 2.0), rel_tol=1e-3)
+    assert check([1.0005, 2.0]) is None and check(np.array([1.0, 2.001])) is None and check((1.0, 2.0)) is None
+    assert check((1.1, 2.0)) is not None and check((1.0,)) is not None and check(1.0) is not None
+    assert check(("1.0", "2.0")) is not None  # text is not a number
+    assert expect_value(["a", "b"])(["a", "b"]) is None and expect_value(["a", "b"])(("a", "b")) is not None

@@ -162,12 +162,23 @@ def _number(value: Any, what: str = "your answer") -> float:
         raise LabkitError(f"{what} should be a single number, not a value of type {type(value).__name__}.") from None
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _same(got: Any, expected: Any, rel_tol: float, abs_tol: float) -> bool:
-    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+    """A number within tolerance; a tuple or list of numbers element by element (any sequence of the same length,
+    e.g. a list, a tuple or an array, matches); anything else by ``==``."""
+    if _is_number(expected):
         try:
             return math.isclose(_number(got), float(expected), rel_tol=rel_tol, abs_tol=abs_tol)
         except LabkitError:
             return False
+    if isinstance(expected, (tuple, list)) and expected and all(map(_is_number, expected)):
+        got = got.tolist() if hasattr(got, "tolist") else got
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            return False
+        return all(_same(g, e, rel_tol, abs_tol) for g, e in zip(got, expected))
     return got == expected
 
 

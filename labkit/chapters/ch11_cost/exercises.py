@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ...grading import Args, Exercise, NotAttempted, expect_function, is_placeholder
+from ...grading import Args, Exercise, expect_function
 from .budget import spot_hours
 from .scaling import chinchilla_optimal
 
@@ -91,48 +91,16 @@ q3 = Exercise(
 # ---- q4: Chinchilla-optimal N and D ---------------------------------------------------------------------------------
 
 
-CHINCHILLA_MISTAKES = [
-    (lambda c: (math.sqrt(c / 20), 20 * math.sqrt(c / 20)), "C = 6·N·D: the 6 is missing."),
-    (lambda c: (20 * math.sqrt(c / 120), math.sqrt(c / 120)), "N and D are swapped: D, the tokens, is 20 × N."),
-    (lambda c: (c / 120, 20 * c / 120), "with D = 20·N, C = 6·N·20·N = 120·N²: take a square root."),
-]
-
-
-def _close_pair(got, want) -> bool:
-    try:
-        return len(got) == 2 and all(math.isclose(float(g), w, rel_tol=1e-3) for g, w in zip(got, want))
-    except (TypeError, ValueError):
-        return False
-
-
-def _check_pair(func, *context):
-    if not callable(func):
-        return f"pass the function itself (no parentheses), not a value of type {type(func).__name__}."
-    for case in CHINCHILLA_CASES:
-        try:
-            got = func(*case.args)
-        except NotImplementedError:
-            raise NotAttempted from None
-        except Exception as err:  # noqa: BLE001  (any error in the learner's code becomes feedback)
-            return f"my_chinchilla({case}) raised {type(err).__name__}: {err}"
-        if is_placeholder(got):
-            raise NotAttempted
-        if _close_pair(got, chinchilla_optimal(*case.args)):
-            continue
-        for wrong, message in CHINCHILLA_MISTAKES:
-            if _close_pair(got, wrong(*case.args)):
-                return message
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            return "return two numbers, (N, D): the parameters and the tokens."
-        return f"my_chinchilla({case}) returned {got!r}, which is not right yet."
-    return None
-
-
 CHINCHILLA_CASES = [Args(5.76e23), Args(1e21), Args(3e12), Args(6e19)]
 
 q4 = Exercise(
     "q4", lab="lab11", title="Chinchilla-optimal N and D for a budget",
-    checker=_check_pair,
+    # a pair of numbers is compared element by element within rel_tol (grading's tolerance covers sequences)
+    checker=expect_function(chinchilla_optimal, CHINCHILLA_CASES, rel_tol=1e-3, mistakes=[
+        (lambda c: (math.sqrt(c / 20), 20 * math.sqrt(c / 20)), "C = 6·N·D: the 6 is missing."),
+        (lambda c: (20 * math.sqrt(c / 120), math.sqrt(c / 120)), "N and D are swapped: D, the tokens, is 20 × N."),
+        (lambda c: (c / 120, 20 * c / 120), "with D = 20·N, C = 6·N·20·N = 120·N²: take a square root."),
+    ]),
     hints=("Training FLOPs: C = 6·N·D.", "Chinchilla's rule of thumb: D ≈ 20 tokens per parameter.",
            "Substitute: C = 120·N², so N = sqrt(C / 120) and D = 20·N. Return (N, D)."),
     solution_code="def my_chinchilla(flops):\n"
