@@ -360,3 +360,24 @@ def test_lr_none_without_a_method_keeps_2e_4(tiny):
     plain = copy.deepcopy(tiny[0])  # every parameter trainable, no method applied
     result = train(plain, tiny[1], _ids(), num_steps=1, batch_size=2, seq_len=8, **QUIET)
     assert result.config.lr == 2e-4
+
+
+def test_embed_texts_mean_pools_the_real_tokens_and_refuses_nothing(one_thread):
+    import numpy as np
+    import torch
+
+    from labkit.training import embed_texts
+
+    model, tokenizer = lk.load_model("tiny-llama")
+    model.train()
+    texts = ["Feed Pip the dragon.", "Hi", "Book a flight to the Duskwood Clearing tomorrow at noon."]
+    vectors = embed_texts(model, tokenizer, texts, batch_size=2)
+    assert vectors.shape == (3, model.config.hidden_size) and model.training  # its mode comes back
+    enc = tokenizer(texts[2], return_tensors="pt")
+    with torch.no_grad():  # alone, unpadded: the plain mean of the last hidden state over its tokens
+        alone = model(**enc, output_hidden_states=True).hidden_states[-1][0].float().mean(0).numpy()
+    np.testing.assert_allclose(vectors[2], alone, rtol=1e-4, atol=1e-5)
+    unit = embed_texts(model, tokenizer, texts, normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(lk.LabkitError, match="No texts to embed"):
+        embed_texts(model, tokenizer, [])

@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 from .config import TrainConfig
-from .evaluate import ExactMatch, evaluate_exact_match, evaluate_loss, generate_answers
+from .evaluate import ExactMatch, embed_texts, evaluate_exact_match, evaluate_loss, generate_answers
 from .loop import TrainResult, train
 
-__all__ = ["ExactMatch", "TrainConfig", "TrainResult", "evaluate_exact_match", "evaluate_loss", "generate_answers",
+__all__ = ["ExactMatch", "TrainConfig", "TrainResult", "embed_texts", "evaluate_exact_match", "evaluate_loss", "generate_answers",
            "train"]

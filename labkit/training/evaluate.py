@@ -1,4 +1,5 @@
-"""Evaluation helpers: loss/perplexity or accuracy on a data set, and exact match of generated answers."""
+"""Evaluation helpers: loss/perplexity or accuracy on a data set, exact match of generated answers, and text
+embeddings (the mean-pooled last hidden state)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import contextlib
 import math
 from dataclasses import dataclass
 
-from ..core import fast_mode
+from ..core import LabkitError, fast_mode
 
 
 def run_eval(model, examples: list[dict], batch_size: int, pad_id: int, objective: str,
@@ -123,3 +124,37 @@ def evaluate_exact_match(model, tokenizer, dataset, *, max_new_tokens: int = 32,
     score = load_metric("exact_match").compute(predictions=predictions, references=references, contains=contains,
                                                **options)["exact_match"]
     return ExactMatch(score=float(score), table=table)
+
+
+def embed_texts(model, tokenizer, texts, *, batch_size: int = 32, seq_len: int = 64, normalize: bool = False):
+    """The last hidden state of each text, mean-pooled over its real tokens: a numpy array, one row per text.
+
+    ``normalize=True`` scales each row to unit L2 norm (for cosine kNN). The model stays frozen; its mode returns
+    to what it was.
+
+    >>> vectors = embed_texts(model, tokenizer, ["Feed Pip.", "Book a flight."])  # doctest: +SKIP
+    """
+    import numpy as np
+    import torch
+
+    texts = list(texts)
+    if not texts:
+        raise LabkitError("No texts to embed: pass a list of at least one string.")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+                            max_length=seq_len).to(device)
+            with torch.no_grad():  # logits_to_keep=1: the hidden states are whole, the vocabulary head runs once
+                hidden = model(**enc, output_hidden_states=True, logits_to_keep=1).hidden_states[-1].float()
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            out.append(((hidden * mask).sum(1) / mask.sum(1)).cpu())
+    finally:
+        model.train(was_training)
+    vectors = torch.cat(out).numpy()
+    if normalize:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors

@@ -157,26 +157,10 @@ def bow_logreg(train, test, *, task: str):
 # ---- kNN on the model's embeddings ----------------------------------------------------------------------------------
 
 def embed(model, tokenizer, texts, *, batch_size: int = 32, seq_len: int = 64):
-    """Mean-pooled last hidden state of each text (numpy array, one row per text), L2-normalised."""
-    import numpy as np
-    import torch
+    """Mean-pooled last hidden state of each text (numpy array, one row per text), L2-normalised for cosine kNN."""
+    from ...training import embed_texts
 
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(list(texts[i:i + batch_size]), return_tensors="pt", padding=True, truncation=True,
-                            max_length=seq_len).to(device)
-            with torch.no_grad():
-                hidden = model(**enc, output_hidden_states=True, logits_to_keep=1).hidden_states[-1].float()
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            out.append(((hidden * mask).sum(1) / mask.sum(1)).cpu())
-    finally:
-        model.train(was_training)
-    vectors = torch.cat(out).numpy() if out else np.zeros((0, 1))
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return embed_texts(model, tokenizer, texts, batch_size=batch_size, seq_len=seq_len, normalize=True)
 
 
 def knn_predict(train_vectors, train_targets, test_vectors, *, k: int = 5) -> list:

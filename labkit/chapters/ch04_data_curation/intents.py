@@ -16,23 +16,10 @@ STRATEGIES = ("uncertainty", "random")
 
 
 def embed(model, tokenizer, texts, *, batch_size: int = 32, seq_len: int = 64):
-    """Mean-pooled last hidden states of ``texts`` (numpy, [n, hidden])."""
-    import numpy as np
-    import torch
+    """Mean-pooled last hidden states of ``texts`` (numpy, [n, hidden]): the probe's features."""
+    from ...training import embed_texts
 
-    device = next(model.parameters()).device
-    out = []
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(list(texts[i:i + batch_size]), return_tensors="pt", padding=True, truncation=True,
-                            max_length=seq_len).to(device)
-            hidden = model(**enc, output_hidden_states=True).hidden_states[-1].float()
-            m = enc["attention_mask"].unsqueeze(-1).float()
-            out.append(((hidden * m).sum(1) / m.sum(1)).cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(out)
+    return embed_texts(model, tokenizer, texts, batch_size=batch_size, seq_len=seq_len)
 
 
 def flip_labels(labels, rate: float, *, num_classes: int, seed: int = 0):
