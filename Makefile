@@ -18,7 +18,7 @@ STAMP := $(VENV)/.labkit-installed
 LAB    ?=
 LAB_NOTEBOOKS = $(wildcard $(foreach l,$(LAB),labs/$(l)*.ipynb labs/solutions/$(l)*.ipynb))
 
-.PHONY: setup lab serve test test-unit test-labs test-quick test-browser lab-times build-labs doctor clean
+.PHONY: setup lab serve tracker test test-unit test-labs test-quick test-browser lab-times build-labs doctor clean
 
 $(BIN)/python:
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
@@ -45,6 +45,11 @@ SERVE_PORT ?= 8000
 
 serve: setup  ## serve lab 08's fine-tuned SmolLM2 (or the base model) on 127.0.0.1:$(SERVE_PORT) until Ctrl-C
 	$(BIN)/python -m labkit.chapters.ch08_deployment.server --port $(SERVE_PORT)
+
+TRACKER_PORT ?= 6006
+
+tracker: setup  ## TensorBoard over every run lk.train logged with report_to="tensorboard", on 127.0.0.1:$(TRACKER_PORT)
+	$(BIN)/python -m labkit.tracker --port $(TRACKER_PORT)
 
 test: setup  ## unit tests + every notebook (solution and learner versions), offline, fast mode
 	LABKIT_FAST=1 $(BIN)/python -m pytest tests labs --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider

@@ -29,6 +29,11 @@ _EXPECTED_LOG_MESSAGES = {
     "bitsandbytes.autograd._functions": "MatMul8bitLt: inputs will be cast",
     # transformers, each time lab 12 de-quantizes a 4-bit model (quant.dequantized_copy): it names the dtype asked for.
     "transformers.integrations.bitsandbytes": "The modules are dequantized in",
+    # torchao 0.18 at import (transformers imports it whenever it is installed): its CUDA-only kernels (cutlass, mxfp8)
+    # cannot load in a CPU build of torch; its CPU int8 paths, the ones labs 05 and 08 use, do not need them.
+    "torchao": "Failed to load ",
+    # torch 2.13, when torchao 0.18 registers its Enum options with pytree: a deprecation between the two libraries.
+    "torch.utils._pytree": "<enum '",
 }
 
 
@@ -86,14 +91,14 @@ _LAZY = {
     "preflight": "validation",
 }
 _SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "methods", "training", "widgets", "grading",
-               "chapters", "notebooks", "fourbit", "units", "session", "validation", "ledger")
+               "chapters", "notebooks", "fourbit", "units", "session", "validation", "ledger", "tracker")
 
 __all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup", "Session",  # noqa: RUF022
            "load_model", "MODEL_PRESETS", "train", "TrainConfig", "preflight", "get_method", "apply_method",
            "list_methods", "load_corpus", "load_intents", "load_instructions", "load_probe", "load_raw_instructions",
            "load_raw_intents", "load_metric", "models",
            "doctor", "data", "metrics", "meters", "plots", "methods", "training", "widgets", "grading", "chapters",
-           "notebooks", "fourbit", "units", "session", "validation", "ledger"]
+           "notebooks", "fourbit", "units", "session", "validation", "ledger", "tracker"]
 
 
 def __getattr__(name: str):

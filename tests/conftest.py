@@ -11,6 +11,7 @@ os.environ.setdefault("LABKIT_FAST", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # lk.train records every run in the ledger; tests record into a throwaway file, not the learner's cache
 os.environ.setdefault("LABKIT_LEDGER", os.path.join(tempfile.mkdtemp(prefix="labkit-ledger-"), "runs.sqlite"))
+os.environ.setdefault("LABKIT_TRACKER_DIR", tempfile.mkdtemp(prefix="labkit-tracker-"))  # the same for the tracker
 
 
 def pytest_collection_modifyitems(config, items):

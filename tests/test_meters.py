@@ -448,3 +448,13 @@ def test_chapter3_methods_have_a_prediction(method):
 def test_oft_block_size_must_divide_the_inputs():
     with pytest.raises(LabkitError, match="block_size=48 does not divide"):
         analytic_trainable_params(tiny_config(), "oft", block_size=48)
+
+
+def test_copy_bandwidth_measures_and_rejects_small_buffers():
+    from labkit.meters import measure_copy_bandwidth_gbs
+
+    with pytest.raises(LabkitError, match="size_mib"):
+        measure_copy_bandwidth_gbs(size_mib=1)  # fits in a cache: it would measure the cache, not memory
+    with pytest.raises(LabkitError, match="repeats"):
+        measure_copy_bandwidth_gbs(size_mib=8, repeats=0)
+    assert measure_copy_bandwidth_gbs(size_mib=8, repeats=1) > 0

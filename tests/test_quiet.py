@@ -25,6 +25,11 @@ REPLAYS = [
     ("transformers.integrations.bitsandbytes",  # transformers 5.23, integrations/bitsandbytes.py
      "'The modules are dequantized in torch.float32 and casted to torch.float32.'",
      "The modules are dequantized in"),
+    ("torchao",  # torchao 0.18.0, __init__.py
+     "f'Failed to load {\"/venv/torchao/_C_mxfp8.so\"}: Could not load this library'", "Failed to load "),
+    ("torch.utils._pytree",  # torch 2.13, utils/_pytree.py register_constant
+     ("'%s is an Enum subclass and is now natively supported by torch.compile as an opaque value type.', "
+      "\"<enum 'KernelPreference'>\""), "is an Enum subclass"),
 ]
 
 
@@ -76,3 +81,11 @@ def test_wrapping_a_model_with_peft_warns_only_without_labkit():
     assert all(start in plain for start in starts)
     kit = _stderr("import labkit as lk\nlk.apply_method(lk.load_model('tiny-llama')[0], 'norm')")
     assert not any(start in kit for start in starts), kit
+
+
+def test_importing_torchao_after_labkit_prints_nothing():
+    """transformers imports torchao whenever it is installed; on a CPU build of torch its CUDA kernels cannot load."""
+    pytest.importorskip("torchao")
+    if "Failed to load" not in _stderr("import torchao"):  # the control: torchao alone, on this build
+        pytest.skip("torchao logs nothing at import here (its CUDA kernels load, or it changed)")
+    assert _stderr("import labkit, torchao").strip() == ""

@@ -82,6 +82,33 @@ def measure_matmul_tflops(*, dtype: str = "fp32", size: int = 1024, repeats: int
     return 2 * size**3 / best / 1e12
 
 
+def measure_copy_bandwidth_gbs(*, size_mib: int = 256, repeats: int = 5, device: str = "cpu") -> float:
+    """This machine's memory bandwidth in GB/s: the best of ``repeats`` torch copies of ``size_mib`` MiB.
+
+    A copy reads every byte once and writes it once, so it moves 2·size bytes. The buffer must be larger than the
+    caches, or the benchmark measures the cache instead of memory. Decode speed and other memory-bound steps are
+    predicted against this number (a roofline).
+    """
+    import torch
+
+    if not isinstance(size_mib, int) or size_mib < 8:
+        raise LabkitError(f"size_mib must be a whole number >= 8 (larger than the CPU caches; try 256), got {size_mib!r}.")
+    positive_int("repeats", repeats, "try 5")
+    src = torch.ones(size_mib * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for i in range(repeats + 1):  # the first copy also faults the pages in and is not timed
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        dst.copy_(src)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if i:
+            best = min(best, time.perf_counter() - start)
+    return 2 * src.numel() * src.element_size() / best / 1e9
+
+
 def time_to_train_s(n_tokens: float, tokens_per_s: float) -> float:
     """Seconds to train on ``n_tokens`` at a measured ``tokens_per_s``."""
     if n_tokens <= 0 or tokens_per_s <= 0:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..batches import OBJECTIVES
 from ..core import LabkitError, check_seed
+from ..tracker import REPORT_TO
 from ..units import OPTIMIZERS
 
 PRECISIONS = ("auto", "no", "bf16", "fp16")  # autocast dtypes lk.train knows; "auto": bf16/fp16 on CUDA, none elsewhere
@@ -58,6 +59,7 @@ class TrainConfig:
     progress: bool = True  # show a progress bar
     label: str = "run"  # name of the run in plots and tables
     exact_memory: bool = False  # CPU: freed memory returns to the OS so the peak tracks live tensors (slower)
+    report_to: str = "none"  # "tensorboard": log the run to the kit's tracker (labkit.tracker), named after label
 
     def __post_init__(self):
         if self.objective != "auto" and self.objective not in OBJECTIVES:
@@ -91,6 +93,9 @@ class TrainConfig:
         for name in ("grad_checkpointing", "live_plot", "progress", "exact_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise LabkitError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if self.report_to not in REPORT_TO:
+            raise LabkitError(f"report_to must be one of {', '.join(map(repr, REPORT_TO))} (the kit's tracker is "
+                              f"TensorBoard), got {self.report_to!r}.")
         if not isinstance(self.label, str):
             raise LabkitError(f"label must be a string (the run's name in plots and tables), got {self.label!r}.")
 

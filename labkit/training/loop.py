@@ -124,7 +124,7 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     from ..methods import TrainingHooks
     from ..methods.linear_probe import is_classifier
     from ..plots.live import LiveLoss
-    from .record import record_run
+    from .record import record_run, tracker_writer
 
     cfg = make_config(config, settings)
     num_steps, batch_size, seq_len, grad_accum = cfg.num_steps, cfg.batch_size, cfg.seq_len, cfg.grad_accum
@@ -168,7 +168,8 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     bar = make_progress(num_steps, cfg.progress, cfg.label)
     live = LiveLoss(cfg.label) if cfg.live_plot and in_notebook() else None
     refresh = max(1, num_steps // 50)
-    losses, rows, evals = [], [], {}
+    tracker = tracker_writer(model, cfg) if cfg.report_to == "tensorboard" else None
+    losses, rows, evals, logged = [], [], {}, 0
     tokens, eval_time_s = 0, 0.0
     model.train()
     with training_layout(model), measure_peak_memory(pin_allocator=cfg.exact_memory) as peak:
@@ -207,8 +208,14 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
             if eval_examples is not None and (step == num_steps or cfg.eval_every and step % cfg.eval_every == 0):
                 t0 = time.perf_counter()
                 evals[step] = run_eval(model, eval_examples, batch_size, pad_id, objective, autocast)
+                if tracker is not None:
+                    tracker.log(step, {f"eval/{k}": v for k, v in evals[step].items()})
                 model.train()
                 eval_time_s += time.perf_counter() - t0
+            if tracker is not None and (step % refresh == 0 or step == num_steps):  # one sync per refresh
+                for (at, _, lr_at, _), value in zip(rows[logged:], torch.stack(losses[logged:]).tolist()):
+                    tracker.log(at, {"train/loss": value, "train/learning_rate": lr_at})
+                logged = step
             if (bar is not None or live is not None) and (step % refresh == 0 or step == num_steps):
                 values = torch.stack(losses[-refresh:]).tolist()  # one sync per refresh, not per step
                 if bar is not None:
@@ -227,6 +234,9 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
         print("labkit: the loss became NaN/inf; lower lr (e.g. by 10x) or use mixed_precision='no'.")
     result = TrainResult(history=pd.DataFrame(history), peak_mem_gib=peak.peak_gib, tokens_per_s=tokens / time_s,
                          time_s=time_s, time_per_step_s=time_s / num_steps, num_steps=num_steps, config=cfg)
+    if tracker is not None:
+        tracker.close({"tokens_per_s": result.tokens_per_s, "peak_mem_gib": result.peak_mem_gib,
+                       "time_s": result.time_s})
     record_run(model, result, tokens=tokens, device=device)  # the run ledger (labkit.ledger); never raises for it
     return result
 

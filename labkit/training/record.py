@@ -35,6 +35,20 @@ def record_run(model, result, *, tokens: int, device) -> int | None:
     return ledger.record(row)
 
 
+def tracker_writer(model, cfg):
+    """A labkit.tracker.RunWriter for this run, named after its label, with its settings as hparams."""
+    import re
+
+    from ..tracker import RunWriter
+
+    method, settings = applied_method(model) or ("none", {})
+    skip = {"live_plot", "progress", "report_to", "label"}
+    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+    extra = {k: v for k, v in settings.items() if k not in config}
+    name = re.sub(r"[^\w.+-]+", "-", cfg.label).strip("-") or "run"
+    return RunWriter(name, {"label": cfg.label, "model": display_name(model), "method": method, **config, **extra})
+
+
 def predicted_peak_gib(model, method: str, settings: dict, cfg, device) -> float | None:
     """meters.predict_memory for the run as it ran, or None where the meters have no formula for it."""
     if method == "none":

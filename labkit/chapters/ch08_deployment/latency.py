@@ -1,7 +1,8 @@
-"""Latency anatomy in process: prefill vs decode with the KV cache on and off, a copy benchmark for memory
-bandwidth, the roofline prediction of decode speed from bytes per token, and the KV cache's bytes per token.
+"""Latency anatomy in process: prefill vs decode with the KV cache on and off, the roofline prediction of decode
+speed from bytes per token over the memory bandwidth (measured by lk.meters.measure_copy_bandwidth_gbs), and the KV
+cache's bytes per token.
 
->>> bw = copy_bandwidth_gbs()  # doctest: +SKIP
+>>> bw = lk.meters.measure_copy_bandwidth_gbs()  # doctest: +SKIP
 >>> roofline_tokens_per_s(weight_bytes(model), bw)  # doctest: +SKIP
 """
 
@@ -10,24 +11,6 @@ from __future__ import annotations
 import time
 
 from ...core import LabkitError
-
-
-def copy_bandwidth_gbs(size_mib: int = 256, repeats: int = 5) -> float:
-    """Memory bandwidth in GB/s from the best of ``repeats`` torch copies of ``size_mib`` MiB (read + write)."""
-    import torch
-
-    if not isinstance(size_mib, int) or size_mib < 8:
-        raise LabkitError(f"size_mib must be a whole number >= 8 (larger than the CPU caches; try 256), got {size_mib!r}.")
-    if not isinstance(repeats, int) or repeats < 1:
-        raise LabkitError(f"repeats must be a whole number >= 1, got {repeats!r}.")
-    src = torch.ones(size_mib * 2**20 // 4)
-    dst = torch.empty_like(src)
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first copy also faults the pages in; it only counts if it is the fastest
-        begin = time.perf_counter()
-        dst.copy_(src)
-        best = min(best, time.perf_counter() - begin)
-    return 2 * src.numel() * src.element_size() / best / 1e9  # every byte is read once and written once
 
 
 def weight_bytes(model) -> int:
@@ -51,7 +34,7 @@ def roofline_tokens_per_s(bytes_per_token: float, bandwidth_gbs: float) -> float
     """Decode speed if every step only waits for memory: bandwidth / bytes read per token (batch 1)."""
     if not bytes_per_token > 0 or not bandwidth_gbs > 0:
         raise LabkitError(f"bytes_per_token and bandwidth_gbs must be positive, got {bytes_per_token!r} and "
-                          f"{bandwidth_gbs!r}: measure them with weight_bytes(model) and copy_bandwidth_gbs().")
+                          f"{bandwidth_gbs!r}: measure them with weight_bytes(model) and lk.meters.measure_copy_bandwidth_gbs().")
     return bandwidth_gbs * 1e9 / bytes_per_token
 
 
