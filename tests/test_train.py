@@ -288,6 +288,8 @@ CHECKS = [
     ("live_plot", None, "live_plot must be True or False", False),
     ("progress", 1, "progress must be True or False", False),
     ("label", 3, "label must be a string", "3"),
+    ("report_to", "wandb", "report_to must be one of .none., .tensorboard. \\(the kit.s tracker is TensorBoard\\)",
+     "tensorboard"),
     ("exact_memory", "no", "exact_memory must be True or False", True),
 ]
 
