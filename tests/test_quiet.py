@@ -30,6 +30,9 @@ REPLAYS = [
     ("torch.utils._pytree",  # torch 2.13, utils/_pytree.py register_constant
      ("'%s is an Enum subclass and is now natively supported by torch.compile as an opaque value type.', "
       "\"<enum 'KernelPreference'>\""), "is an Enum subclass"),
+    ("DeepSpeed",  # deepspeed 0.19.8, accelerator/real_accelerator.py
+     "'Setting accelerator to CPU. If you have GPU or other accelerator, we were unable to detect it.'",
+     "Setting accelerator to CPU"),
 ]
 
 
