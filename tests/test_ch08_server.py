@@ -51,3 +51,13 @@ def test_server_answers_survives_bad_requests_and_stops_when_the_block_fails(fol
         assert list(table["done"]) == [2, 2] and (table["errors"] == 0).all()
         raise RuntimeError("a cell failed")
     assert not server.running
+
+
+@pytest.mark.parametrize("settings, flag", [({"compile": True}, "--compile"),
+                                            ({"quantization": "bnb-8bit"}, "--quantization")])
+def test_the_compile_and_int8_servers_start_and_answer(folder, settings, flag):
+    """The two levers lab 08 measures in full mode: each server starts with its flag, answers and stops."""
+    with Server(folder, **settings) as server:
+        assert flag in server.command()
+        assert server.chat("What is the capital of France?", max_tokens=4).completion_tokens >= 1
+    assert not server.running
