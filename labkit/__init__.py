@@ -94,14 +94,14 @@ _LAZY = {
     "preflight": "validation",
 }
 _SUBMODULES = ("models", "doctor", "data", "metrics", "meters", "plots", "methods", "training", "widgets", "grading",
-               "chapters", "notebooks", "fourbit", "units", "session", "validation", "ledger", "tracker")
+               "chapters", "notebooks", "fourbit", "units", "session", "validation", "ledger", "tracker", "quant")
 
 __all__ = ["LabkitError", "cache_dir", "fast_mode", "offline", "pick", "resolve_device", "setup", "Session",  # noqa: RUF022
            "load_model", "MODEL_PRESETS", "train", "TrainConfig", "preflight", "get_method", "apply_method",
            "list_methods", "load_corpus", "load_intents", "load_instructions", "load_probe", "load_raw_instructions",
            "load_raw_intents", "load_metric", "models",
            "doctor", "data", "metrics", "meters", "plots", "methods", "training", "widgets", "grading", "chapters",
-           "notebooks", "fourbit", "units", "session", "validation", "ledger", "tracker"]
+           "notebooks", "fourbit", "units", "session", "validation", "ledger", "tracker", "quant"]
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""Lab 12's quant module: bits read from bitsandbytes' quantization state, errors, label view, de-quantized copy, agreement."""
+"""Lab 12's quant module: label view, de-quantized copy, agreement (bits and errors moved to tests/test_quant.py)."""
 
 import pandas as pd
 import pytest
@@ -10,60 +10,6 @@ from labkit.models import bitsandbytes_works, load_model
 from labkit.units import IGNORE_INDEX
 
 needs_bnb = pytest.mark.skipif(not bitsandbytes_works(), reason="bitsandbytes cannot quantize on this machine")
-
-
-@pytest.fixture(scope="module")
-def weight():
-    """128 x 256 Gaussian weights: 32,768 values = 512 blocks of 64 = 2 nested blocks of 256 scales."""
-    return torch.randn(128, 256, generator=torch.Generator().manual_seed(0)) * 0.02
-
-
-@needs_bnb
-def test_bits_per_param_come_from_the_state(weight):
-    table = quant.quant_table(quant.compare(weight))
-    bits = table["bits_per_param"]
-    assert bits["nf4"] == bits["fp4"] == 4.5  # 4 + 32/64
-    assert bits["nf4+dq"] == bits["fp4+dq"] == pytest.approx(4 + 8 / 64 + 2 * 32 / 32768)  # 4.12695
-    assert bits["int8"] == pytest.approx(8 + 32 / 256)  # one fp32 absmax per row of 256
-    assert table.loc["nf4+dq", "paper_bits_per_param"] == 4.127
-    assert table.loc["nf4", "paper_bits_per_param"] == 4.5
-    assert pd.isna(table.loc["int8", "paper_bits_per_param"])
-    assert table.loc["nf4+dq", "scales_bits_per_param"] == 0.125
-    assert table.loc["nf4", "table_bytes"] == 64  # the 16-entry NF4 code book in fp32
-    assert table.loc["nf4+dq", "table_bytes"] == 64 + 1024 + 4  # + the 8-bit code book of the scales and an offset
-
-
-@needs_bnb
-def test_errors_rank_as_expected_on_gaussian_weights(weight):
-    table = quant.quant_table(quant.compare(weight))
-    rmse = table["relative_rmse"]
-    assert rmse["int8"] < 0.02 < rmse["nf4"] < rmse["fp4"] < 0.2  # NF4 fits normal weights better than FP4
-    assert rmse["nf4+dq"] == pytest.approx(rmse["nf4"], rel=0.02)  # quantizing the scales costs little accuracy
-    result = quant.quantize(weight, "nf4", blocksize=128)
-    assert result.bits_per_param == 4.25 and result.dequantized.shape == weight.shape
-
-
-@needs_bnb
-def test_error_sample_uses_the_same_weights_for_every_kind(weight):
-    sample = quant.error_sample(quant.compare(weight), size=1000)
-    assert list(sample["quantization"].unique()) == ["nf4", "nf4+dq", "fp4", "fp4+dq", "int8"]
-    assert len(sample) == 5000
-    with pytest.raises(LabkitError, match="at least one"):
-        quant.error_sample([])
-
-
-@needs_bnb
-@pytest.mark.parametrize("bad, kwargs, says", [
-    ("w", {"kind": "int4"}, "Unknown quantization"),
-    ("w", {"kind": "int8", "double_quant": True}, "4-bit"),
-    ("w", {"blocksize": 100}, "power of two"),
-    (torch.randn(64), {}, "2-D"),
-    (torch.ones(4, 64, dtype=torch.int8), {}, "already quantized"),
-    ([[1.0, 2.0]], {}, "2-D floating-point"),
-])
-def test_quantize_bad_input(weight, bad, kwargs, says):
-    with pytest.raises(LabkitError, match=says):
-        quant.quantize(weight if isinstance(bad, str) else bad, **kwargs)
 
 
 def test_label_view_marks_only_the_answer():

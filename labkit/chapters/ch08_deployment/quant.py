@@ -6,73 +6,14 @@ decode speed, stored bytes and exact match on the kit's task.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
-import logging
-import warnings
-
 from ...core import LabkitError
+from ...quant import (  # noqa: F401  (moved to labkit.quant, shared with lab 05; re-exported for lab 08)
+    TORCHAO_PIN,
+    int8_backend,
+    int8_copy,
+    stored_bytes,
+)
 from .latency import anatomy
-
-TORCHAO_PIN = "torchao==0.18.0"  # the version this lab was checked with (CPU wheel, torch 2.13)
-
-
-@contextlib.contextmanager
-def _quiet_torchao():
-    """torchao logs at import that its CUDA-only kernels (cutlass, sm90) cannot load on a CPU: expected here."""
-    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree", "torch._dynamo")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def int8_backend() -> str:
-    """'torchao' when it is installed (the issue's library), else 'torch.ao' (PyTorch's built-in int8 dynamic
-    quantization, torchao's predecessor: the same scheme of int8 weights and int8 activations quantized per call)."""
-    import importlib.util
-
-    return "torchao" if importlib.util.find_spec("torchao") is not None else "torch.ao"
-
-
-def int8_copy(model, backend: str | None = None):
-    """A copy of ``model`` with every Linear layer in int8 weights and dynamically quantized int8 activations."""
-    import torch
-
-    backend = backend or int8_backend()
-    if backend not in ("torchao", "torch.ao"):
-        raise LabkitError(f"backend must be 'torchao' or 'torch.ao' (or None to pick), got {backend!r}.")
-    if hasattr(model, "peft_config"):
-        raise LabkitError("Quantize the merged model (lk.methods.merge_lora(model)), not one that still has adapters.")
-    quantized = copy.deepcopy(model).eval()
-    if backend == "torch.ao":
-        with warnings.catch_warnings():
-            # torch 2.13 warns that its own int8 tensors are deprecated in favour of torchao, which this branch lacks
-            warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.ao.quantization.quantize_dynamic(quantized, {torch.nn.Linear}, dtype=torch.qint8)
-    try:
-        with _quiet_torchao():
-            from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-    except ImportError:
-        raise LabkitError(f"backend='torchao' needs torchao: run `pip install {TORCHAO_PIN}`.") from None
-    with _quiet_torchao():
-        quantize_(quantized, Int8DynamicActivationInt8WeightConfig())
-    return quantized
-
-
-def stored_bytes(model) -> int:
-    """Bytes of the model's state dict as torch.save writes it (quantized tensors at their packed size)."""
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.tell()
 
 
 def compare_int8(model, tokenizer, prompt: str, data, *, quantized=None, limit: int = 8, max_new_tokens: int = 16):
