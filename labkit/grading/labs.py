@@ -51,9 +51,9 @@ from pathlib import Path
 
 from ..core import LabkitError
 
-# Lab ids before labs were numbered by chapter (1.1-1.3 were 01-03): graded submissions may still say them. lab03
-# is chapter 3's lab now, so an old lab03 submission is graded as chapter 3's (lab02 goes the same way with chapter 2).
-RENAMED_LABS = {"lab01": "lab01a", "lab02": "lab01b"}
+# Lab ids before labs were numbered by chapter (1.1-1.3 were 01-03): graded submissions may still say them. lab02 and
+# lab03 are chapters 2's and 3's labs now, so an old lab02 or lab03 submission is graded as that chapter's lab.
+RENAMED_LABS = {"lab01": "lab01a"}
 CHAPTERS_DIR = Path(__file__).resolve().parent.parent / "chapters"
 _ID_RE = re.compile(r"(?:lab)?(\d\d[a-z]?)")
 
@@ -74,7 +74,7 @@ def _raw_id(value) -> str:
 def lab_id(value) -> str:
     """Normalise a lab reference to ``"labNN"`` or ``"labNNx"``: ``12``, ``"01a"``, ``"lab01a"``, ``labs/01a_x.ipynb``.
 
-    Old ids (``01``, ``02``, before chapter numbering) map to their new ids; ``renamed_from`` tells which did.
+    The old id ``01`` (before chapter numbering) maps to its new id; ``renamed_from`` tells which did.
     """
     raw = _raw_id(value)
     return RENAMED_LABS.get(raw, raw)

@@ -1,0 +1,1 @@
+"""Lab 02: performance and resource optimization (where the bytes and the seconds of a training step go)."""
