@@ -72,7 +72,12 @@ class RunWriter:
         self.name = _free_name(root, name)
         self.path = root / self.name
         self.settings = {k: _hparam(v) for k, v in settings.items()}
-        self._writer = summary_writer(log_dir=str(self.path))
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            self._writer = summary_writer(log_dir=str(self.path))
+        except OSError as error:
+            raise LabkitError(f"The tracker cannot write to {root} ({error.strerror}): set LABKIT_TRACKER_DIR to a "
+                              "folder you can write to.") from None
         self._writer.add_text("config", "```\n" + json.dumps(settings, indent=2, default=str) + "\n```")
         self._last: dict[str, float] = {}
 

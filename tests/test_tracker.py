@@ -56,6 +56,12 @@ def test_bad_names_and_missing_runs_get_clear_errors(logs):
         tracker.RunWriter("../escape", {})
     with pytest.raises(LabkitError, match="dict"):
         tracker.RunWriter("ok", ["lr"])
+    blocker = logs.parent / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LABKIT_TRACKER_DIR", str(blocker / "tb"))
+        with pytest.raises(LabkitError, match="cannot write to .*LABKIT_TRACKER_DIR"):
+            tracker.RunWriter("ok", {})
     with pytest.raises(LabkitError, match="No tracked run 'nope'"):
         tracker.scalars("nope")
     assert tracker.runs().empty
