@@ -17,6 +17,7 @@ if str(HERE) not in sys.path:  # the generators sit next to this script
     sys.path.insert(0, str(HERE))
 
 import gen_corpus
+import gen_docs
 import gen_instructions
 import gen_intents
 import gen_probe
@@ -52,6 +53,7 @@ def build_all(out_dir: Path) -> dict[str, dict[str, int]]:
         write_jsonl(out_dir / "raw" / f"{name}.jsonl", raw)
         write_jsonl(out_dir / "raw" / f"{name}_truth.jsonl", truth)
         sizes[f"raw/{name}"] = {"train": len(raw)}
+    sizes["docs"] = gen_docs.write(out_dir, write_jsonl)  # lab 09's document store (its own seed, gen_docs.SEED)
     return sizes
 
 
