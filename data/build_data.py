@@ -22,8 +22,9 @@ import gen_instructions
 import gen_intents
 import gen_probe
 import gen_raw
+import gen_safety
 
-SEEDS = {"corpus": 101, "intents": 202, "instructions": 303, "raw": 404}  # one stream per set: editing one leaves the rest
+SEEDS = {"corpus": 101, "intents": 202, "instructions": 303, "raw": 404, "safety": 505}  # one stream per set: editing one leaves the rest
 CORPUS_DOCS = {"train": 3400, "validation": 200}
 
 
@@ -53,6 +54,9 @@ def build_all(out_dir: Path) -> dict[str, dict[str, int]]:
         write_jsonl(out_dir / "raw" / f"{name}.jsonl", raw)
         write_jsonl(out_dir / "raw" / f"{name}_truth.jsonl", truth)
         sizes[f"raw/{name}"] = {"train": len(raw)}
+    for stem, rows in gen_safety.build(random.Random(SEEDS["safety"])).items():  # lab 01f, its own stream
+        write_jsonl(out_dir / "safety" / f"{stem}.jsonl", rows)
+        sizes.setdefault("safety", {})[stem] = len(rows)
     sizes["docs"] = gen_docs.write(out_dir, write_jsonl)  # lab 09's document store (its own seed, gen_docs.SEED)
     return sizes
 
