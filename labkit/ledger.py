@@ -1,8 +1,12 @@
 """The run ledger: every ``lk.train`` run, in any lab, as one row of a SQLite file.
 
 A row holds the run's config, what the meters predicted and what was measured (peak memory, step time, tokens,
-FLOPs), the hardware it ran on, a UTC timestamp and the kit's version. The file is ``runs.sqlite`` in the kit's
-cache folder (``lk.cache_dir()``); ``LABKIT_LEDGER`` names another file, or turns the ledger off with ``0``/``off``.
+FLOPs), the hardware it ran on, a UTC timestamp, and what it takes to run it again: the versions of the kit and of
+the libraries the numbers depend on, the git commit of the checkout, the hash of the training rows and the seed.
+A ledger written by an older kit gains the new columns on its next write (empty for its old rows).
+
+The file is ``runs.sqlite`` in the kit's cache folder (``lk.cache_dir()``); ``LABKIT_LEDGER`` names another file,
+or turns the ledger off with ``0``/``off``.
 
 Recording never breaks training. Each row is written in one transaction, so two processes writing at once lose
 nothing (SQLite's own locking; a writer waits up to ``TIMEOUT_S``). A ledger that cannot be written (locked too
@@ -15,10 +19,12 @@ long, read-only disk) is skipped and the next run says so; a corrupt file is kep
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import sqlite3
+import subprocess
 import time
 from contextlib import closing
 from pathlib import Path
@@ -44,7 +50,13 @@ COLUMNS = {  # column -> SQLite type; the order is the table's
     "time_s": "REAL",  # training time, evaluation excluded
     "step_time_s": "REAL",
     "final_loss": "REAL",
+    "versions": "TEXT",  # JSON: labkit, python and PACKAGES' versions
+    "git_commit": "TEXT",  # the checkout's commit, "+dirty" when tracked files differ; NULL outside a checkout
+    "data_hash": "TEXT",  # data_hash of the training rows, in order
+    "seed": "INTEGER",  # TrainConfig.seed (batch order, dropout; a method's init seed is in config)
 }
+PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "numpy")  # libraries a run's numbers depend on
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout the kit runs from, when it is one
 _CREATE = ("CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, "
            + ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items()) + ")")
 
@@ -78,6 +90,44 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def versions() -> dict:
+    """The kit's version and the versions of the libraries a run's numbers depend on (PACKAGES), plus Python's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"labkit": _kit_version(), "python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def git_commit(root: Path | str = REPO_ROOT) -> str | None:
+    """The checkout's commit (with "+dirty" when tracked files differ from it); None outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def data_hash(data) -> str:
+    """SHA-256 of the rows in order (a Dataset or a list of dicts): the same data, in the same order, same hash."""
+    rows = list(data) if not isinstance(data, (str, bytes, dict)) else None
+    if rows is None or not all(isinstance(row, dict) for row in rows):
+        raise LabkitError("data_hash needs a datasets.Dataset or a list of dicts (the rows trained on).")
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode() + b"\n")
+    return digest.hexdigest()
+
+
 def _kit_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -95,6 +145,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=TIMEOUT_S, isolation_level=None)
     conn.execute(_CREATE)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for name, kind in COLUMNS.items():  # a ledger from an older kit: add the columns it lacks
+        if name not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
     return conn
 
 
@@ -159,7 +213,8 @@ def _skip(notice: Path, path: Path, err: Exception) -> None:  # prints, leaves a
 
 
 def read_runs(path: Path | str | None = None):
-    """Every recorded run as a pandas DataFrame, oldest first; ``config`` and ``hardware`` decoded to dicts."""
+    """Every recorded run as a pandas DataFrame, oldest first; ``config``, ``hardware`` and ``versions`` decoded to
+    dicts (empty for rows recorded before a column existed)."""
     import pandas as pd
 
     path = Path(path) if path is not None else ledger_path()
@@ -175,6 +230,9 @@ def read_runs(path: Path | str | None = None):
             return pd.DataFrame(columns=["id", *COLUMNS])
         raise LabkitError(f"The ledger {path} cannot be read ({err}): the next training run keeps it aside and "
                           "starts a fresh one, or delete it.") from None
-    for column in ("config", "hardware"):
+    for name in COLUMNS:  # a ledger from an older kit, not written since: its rows lack the newer columns
+        if name not in frame:
+            frame[name] = None
+    for column in ("config", "hardware", "versions"):
         frame[column] = frame[column].map(lambda text: json.loads(text) if isinstance(text, str) else {})
     return frame

@@ -2,6 +2,7 @@
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,6 +80,10 @@ def test_record_restore_and_old_versions(data, tmp_path):
 
 def test_missing_fields():
     assert repro.missing_fields({"seed": 0, "config": {"a": 1}}) == ["versions", "git_commit", "data_hash", "hardware"]
+    # a ledger row read back through pandas: numpy numbers are values, NaN is missing
+    row = {"seed": np.int64(0), "config": {"a": 1}, "versions": {"torch": "2"}, "git_commit": float("nan"),
+           "data_hash": "ab", "hardware": {"cpu": "x"}}
+    assert repro.missing_fields(row) == ["git_commit"]
     with pytest.raises(LabkitError, match="dict"):
         repro.missing_fields(["seed"])
 

@@ -106,3 +106,22 @@ def test_every_lk_train_run_is_recorded_with_prediction_and_measurement(tmp_path
     assert run["predicted_peak_gib"] > 0 and run["tokens"] > 0
     assert run["flops"] > 4 * sum(p.numel() for p in model.parameters()) * run["tokens"]  # frozen 4·N·D plus the rest
     assert run["hardware"]["cores"] and run["device"] == "cpu"
+    # what running it again needs: versions, the checkout's commit, the rows' hash and the seed
+    assert run["versions"]["torch"] and run["versions"]["peft"] and run["seed"] == 0
+    assert run["data_hash"] == ledger.data_hash(lk.load_instructions()["train"].select(range(8)))
+    assert run["git_commit"] == ledger.git_commit()
+
+
+def test_an_older_ledger_gains_the_new_columns_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    with sqlite3.connect(path) as conn:  # the table as the first kit wrote it, with one run
+        conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, created_utc TEXT, label TEXT, "
+                     "config TEXT, hardware TEXT)")
+        conn.execute("INSERT INTO runs (label, config, hardware) VALUES ('old', '{}', '{}')")
+    conn.close()
+    old = ledger.read_runs(path)  # read as it is: the new columns empty
+    assert list(old["label"]) == ["old"] and old["versions"][0] == {} and old["git_commit"].isna().all()
+    assert ledger.record({"label": "new", "git_commit": "abc", "versions": {"torch": "2"}, "seed": 3}, path) == 2
+    runs = ledger.read_runs(path)
+    assert list(runs["label"]) == ["old", "new"] and runs["versions"][1] == {"torch": "2"}
+    assert runs["seed"][1] == 3 and runs["git_commit"][1] == "abc" and runs["versions"][0] == {}

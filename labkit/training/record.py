@@ -14,8 +14,9 @@ from ..units import GIB
 _DTYPES = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}
 
 
-def record_run(model, result, *, tokens: int, device) -> int | None:
-    """Append ``result`` (a TrainResult of ``model``) to the ledger; the row id, or None where nothing was written."""
+def record_run(model, result, *, tokens: int, device, data=None) -> int | None:
+    """Append ``result`` (a TrainResult of ``model`` trained on ``data``) to the ledger; the row id, or None where
+    nothing was written."""
     if ledger.ledger_path() is None:
         return None
     method, settings = applied_method(model) or ("none", {})
@@ -30,7 +31,8 @@ def record_run(model, result, *, tokens: int, device) -> int | None:
         "flops": training_flops(n_params, tokens, trainable_params=trainable) if tokens else None,
         "predicted_peak_gib": predicted_peak_gib(model, method, settings, cfg, device),
         "measured_peak_gib": result.peak_mem_gib, "time_s": result.time_s, "step_time_s": result.time_per_step_s,
-        "final_loss": result.final_loss,
+        "final_loss": result.final_loss, "versions": ledger.versions(), "git_commit": ledger.git_commit(),
+        "data_hash": _data_hash(data), "seed": cfg.seed,
     }
     return ledger.record(row)
 
@@ -63,3 +65,10 @@ def predicted_peak_gib(model, method: str, settings: dict, cfg, device) -> float
     except (LabkitError, KeyError, TypeError, ValueError):  # a method or model the formulas do not cover
         return None
     return estimate.total / GIB
+
+
+def _data_hash(data) -> str | None:
+    try:
+        return ledger.data_hash(data)
+    except LabkitError:  # rows that are not dicts: the run is recorded without a data hash
+        return None

@@ -87,7 +87,8 @@ def run_dpo(model, tokenizer, train_rows: list[dict], test_rows: list[dict], *, 
         args = DPOConfig(output_dir=out, max_steps=num_steps, per_device_train_batch_size=batch_size,
                          per_device_eval_batch_size=max(batch_size, 8), learning_rate=lr, beta=beta,
                          max_length=max_length, report_to="none", logging_steps=1, save_strategy="no",
-                         use_cpu=not _cuda(), disable_tqdm=fast_mode(), seed=seed, lr_scheduler_type="constant")
+                         use_cpu=not _cuda(), disable_tqdm=fast_mode(), seed=seed, lr_scheduler_type="constant",
+                         **_precision())
         peft_config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", task_type="CAUSAL_LM")
         trainer = DPOTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=test_set,
                              processing_class=tokenizer, peft_config=peft_config)
@@ -98,6 +99,18 @@ def run_dpo(model, tokenizer, train_rows: list[dict], test_rows: list[dict], *, 
         after = trainer.evaluate()
     steps = [row for row in trainer.state.log_history if "loss" in row and "eval_loss" not in row]
     return DPOResult(pd.DataFrame(steps), before, after, elapsed)
+
+
+def _precision() -> dict:
+    """DPOConfig defaults to bf16 and gradient checkpointing. A CPU runs fp32 as lk.train does (bf16 autocast without
+    AVX512-BF16/AMX is emulated, several times slower) and the 135M model needs no checkpointing; a GPU without bf16
+    (a T4) gets fp16."""
+    import torch
+
+    if not _cuda():
+        return {"bf16": False, "fp16": False, "gradient_checkpointing": False}
+    bf16 = torch.cuda.is_bf16_supported()
+    return {"bf16": bf16, "fp16": not bf16}
 
 
 def _cuda() -> bool:

@@ -5,61 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
-import subprocess
+import math
 import warnings
 from pathlib import Path
 
 from ... import ledger
 from ...core import LabkitError, check_seed, fast_mode
+from ...ledger import data_hash, git_commit, versions  # every ledger row records them too
 from ...methods import apply_method
 from ...models import load_model
 from ...training import TrainConfig, train
 
 # What a run record must hold to restore a run (the lab's exercise asks which of them a record lacks).
 RECORD_FIELDS = ("versions", "git_commit", "config", "data_hash", "seed", "hardware")
-PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "numpy")
-REPO_ROOT = Path(__file__).resolve().parents[3]
 _BASES: dict = {}  # model name -> (model, tokenizer) as loaded: each run trains a deep copy, so all start the same
-
-
-def versions() -> dict:
-    """The kit's version and the versions of the libraries a run's numbers depend on, plus Python's."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"labkit": ledger._kit_version(), "python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def git_commit(root: Path | str = REPO_ROOT) -> str | None:
-    """The checkout's commit (with "+dirty" when files differ from it); None outside a git checkout or without git."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=root,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def data_hash(data) -> str:
-    """SHA-256 of the rows in order (a Dataset or a list of dicts): the same data, in the same order, same hash."""
-    rows = list(data) if not isinstance(data, (str, bytes)) else None
-    if rows is None or not all(isinstance(row, dict) for row in rows):
-        raise LabkitError("data_hash needs a datasets.Dataset or a list of dicts (the rows trained on).")
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode() + b"\n")
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -200,7 +160,14 @@ def missing_fields(record: dict) -> list[str]:
     """The fields of RECORD_FIELDS that ``record`` lacks or leaves empty, in RECORD_FIELDS' order."""
     if not isinstance(record, dict):
         raise LabkitError(f"A run record is a dict, got {type(record).__name__}.")
-    return [name for name in RECORD_FIELDS if record.get(name) in (None, "", {}, [])]
+    return [name for name in RECORD_FIELDS if _empty(record.get(name))]
+
+
+def _empty(value) -> bool:
+    """None, NaN (pandas' missing number) or an empty text, dict or list; a number such as numpy's 0 is a value."""
+    if isinstance(value, (str, dict, list, tuple)):
+        return len(value) == 0
+    return value is None or isinstance(value, float) and math.isnan(value)
 
 
 def restore_run(record: dict, data, *, label: str = "restored"):
