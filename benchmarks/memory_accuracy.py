@@ -1,18 +1,25 @@
-"""Predicted vs measured peak training memory on the CPU: full fine-tuning, LoRA and QLoRA.
+"""Predicted vs measured peak training memory (live tensors): full fine-tuning, LoRA and QLoRA over a wide grid.
 
-Each configuration runs in a fresh Python process (peaks cannot leak between runs). The child imports
-everything and loads the model once to warm caches, deletes it, then measures from that baseline: loading
-the model, applying the method, building the optimizer and a few training steps (batch 4 x 128 random
-tokens). The prediction comes from ``lk.meters.predict_memory`` on the model's config alone.
+Each configuration loads (or builds) its model, applies the method, makes the optimizer and takes one warm-up step,
+which creates the optimizer state. It then measures the steps after it: the live peak is the bytes the model and
+the optimizer hold before the step (counted storage by storage, meters.tensor_bytes) plus the largest rise of live
+tensors during the steps (torch.profiler's memory events on the CPU, meters.measure_live_peak; on CUDA
+torch.cuda.max_memory_allocated). The prediction is ``lk.meters.predict_memory`` on the model's config alone,
+without its fixed runtime overhead (not tensors). The grid varies rank, target modules, sequence length, batch size,
+the optimizer, gradient checkpointing and both tiny architectures (and 4-layer Llama/Mistral configs with a
+1,000-token vocabulary, where the layers rather than the logits set the peak), with a few SmolLM2-135M points.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/memory_accuracy.py [--steps 4] [--only tiny-llama]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/memory_accuracy.py            # the whole grid, ~5-8 min on 2 cores
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/memory_accuracy.py --only tiny-mistral
+    .venv/bin/python benchmarks/memory_accuracy.py --device cuda               # models built from configs, no download
 
-The last line is ``max_abs_error_pct: X`` (goal: X <= 15 on the CPU).
+The last line is ``max_abs_error_pct: X`` (goal: X <= 5 on the CPU, X <= 3 on CUDA).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -20,132 +27,192 @@ import sys
 import time
 
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
-# (model preset, method, optimizer, gradient checkpointing)
-CONFIGS = [
-    ("smollm2-135m", "full", "adamw", False),
-    ("smollm2-135m", "lora", "adamw", False),
-    ("smollm2-135m", "qlora", "adamw", False),
-    ("smollm2-135m", "lora", "adamw", True),
-    ("tiny-llama", "full", "adamw", False),
-    ("tiny-llama", "lora", "adamw", False),
-    ("tiny-llama", "qlora", "adamw", False),
-    ("tiny-llama", "full", "sgd", False),
-    ("tiny-llama", "full", "adamw8bit", False),
-    ("tiny-llama", "lora", "adamw", True),
-]
-BATCH_SIZE, SEQ_LEN = 4, 128
+TARGETS = {"qkvo": QKVO, "qv": ["q_proj", "v_proj"], "all": "all-linear"}
 
 
-def _method_kwargs(method: str) -> dict:
-    return {"rank": 8, "alpha": 16.0, "target_modules": QKVO} if method in ("lora", "qlora") else {}
+def _grid() -> list[dict]:
+    """The CPU grid: (model, method, rank, targets, batch, seq, optimizer, checkpointing) as dicts."""
+    rows = []
+
+    def add(model, method, *, rank=8, targets="qkvo", batch=4, seq=128, optimizer="adamw", ckpt=False):
+        rows.append({"model": model, "method": method, "rank": rank if method != "full" else None,
+                     "targets": targets if method != "full" else None, "batch": batch, "seq": seq,
+                     "optimizer": optimizer, "ckpt": ckpt})
+
+    for model in ("tiny-llama", "tiny-mistral"):
+        for method, (batch, seq), ckpt in itertools.product(("full", "lora", "qlora"), ((1, 32), (4, 128), (8, 256)),
+                                                             (False, True)):
+            add(model, method, batch=batch, seq=seq, ckpt=ckpt)
+        for rank, targets in ((4, "qv"), (32, "qkvo"), (16, "all")):  # 32: the tiny k/v projections are 32 wide
+            add(model, "lora", rank=rank, targets=targets, batch=2, seq=64)
+            add(model, "qlora", rank=rank, targets=targets, batch=2, seq=192, ckpt=True)
+        add(model, "full", optimizer="sgd", batch=2, seq=64)
+        add(model, "full", optimizer="adamw8bit", batch=2, seq=64)
+        add(model, "lora", optimizer="sgd", rank=2, batch=3, seq=96)
+    # the tiny presets' 49,152-token vocabulary makes the logits most of a step; these 4-layer models with a
+    # 1,000-token vocabulary let the per-layer terms (and checkpointing's recomputation) decide the peak
+    for model in ("small-vocab-llama", "small-vocab-mistral"):
+        for method, ckpt in itertools.product(("full", "lora"), (False, True)):
+            add(model, method, batch=3, seq=96, ckpt=ckpt, targets="all" if ckpt else "qv")
+        add(model, "lora", rank=16, batch=2, seq=256, ckpt=True)
+        add(model, "full", optimizer="sgd", batch=4, seq=64, ckpt=True)
+    add("smollm2-135m", "full", batch=2, seq=128)
+    add("smollm2-135m", "lora", batch=2, seq=128)
+    add("smollm2-135m", "lora", rank=16, targets="all", batch=1, seq=256, ckpt=True)
+    add("smollm2-135m", "qlora", batch=2, seq=128)
+    return rows
 
 
-def _load(name: str, quantization):
-    """A labkit preset, or "micro": a 2-layer, 64-wide Llama with a 1,000-token vocabulary (calibration)."""
+def _cuda_grid() -> list[dict]:
+    """Llama and Mistral configs of a few sizes, built with random weights on the GPU (no download)."""
+    rows = []
+    for model, method, batch, seq, ckpt in itertools.product(
+            ("cfg:HuggingFaceTB/SmolLM2-135M", "cfg:HuggingFaceTB/SmolLM2-360M", "cfg:meta-llama/Llama-3.2-1B",
+             "cfg:mistral-small"),
+            ("full", "lora"), (4,), (256, 1024), (False, True)):
+        rows.append({"model": model, "method": method, "rank": 16 if method == "lora" else None,
+                     "targets": "qkvo" if method == "lora" else None, "batch": batch, "seq": seq,
+                     "optimizer": "adamw", "ckpt": ckpt})
+    return rows
+
+
+def _method_kwargs(row: dict) -> dict:
+    if row["method"] == "full":
+        return {}
+    return {"rank": row["rank"], "target_modules": TARGETS[row["targets"]]}
+
+
+def _load(row: dict, device: str):
+    """The model of one row: a labkit preset on the CPU, or a config's random weights ("cfg:<id>") on the GPU."""
+    import torch
+
     import labkit as lk
 
-    if name != "micro":
+    name = row["model"]
+    if name.startswith("small-vocab-"):
+        from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig
+
+        cls = LlamaConfig if name.endswith("llama") else MistralConfig
+        torch.manual_seed(0)
+        return AutoModelForCausalLM.from_config(cls(hidden_size=128, intermediate_size=352, num_hidden_layers=4,
+                                                    num_attention_heads=4, num_key_value_heads=2, vocab_size=1000))
+    if not name.startswith("cfg:"):
+        quantization = "nf4" if row["method"] == "qlora" else None
         return lk.load_model(name, quantization=quantization, device="cpu")[0]
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, MistralConfig
 
-    return LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, vocab_size=1000))
+    if name == "cfg:mistral-small":  # a 4-layer Mistral with GQA, for the Mistral code path
+        config = MistralConfig(hidden_size=1024, intermediate_size=3584, num_hidden_layers=4, num_attention_heads=16,
+                               num_key_value_heads=4, vocab_size=32768)
+    else:
+        config = lk.meters.resolve_config(name[4:])
+    config._attn_implementation = "sdpa"
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
 
-def run_one(name: str, method: str, optimizer: str, ckpt: bool, steps: int) -> dict:
+def run_one(row: dict, steps: int, device: str) -> dict:
     """Measure one configuration in this process and return the numbers as a dict."""
-    import gc
-
     import torch
 
     import labkit as lk
     from labkit import meters
+    from labkit.fourbit import training_layout
     from labkit.units import MIB
 
-    meters.pin_glibc_allocator()  # from the start, so the warm-up's frees go back to the OS too
-    quantization = "nf4" if method == "qlora" else None
-    # Warm-up, not measured: imports, caches and the autograd engine's first start.
-    warm = lk.apply_method(_load(name, quantization), method, **_method_kwargs(method))
-    ids = torch.randint(0, warm.config.vocab_size, (1, 8))
-    warm(input_ids=ids, labels=ids).loss.backward()
-    del warm, ids
-    gc.collect()
-    step_s = []
-    with meters.measure_peak_memory("cpu") as peak:
-        model = _load(name, quantization)  # load_model copies 4-bit models' unquantized weights out of the file map
-        model = lk.apply_method(model, method, **_method_kwargs(method))
-        if ckpt:
-            model.config.use_cache = False
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
-        if optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=1e-4)
-        elif optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=1e-4)
-        else:
-            import bitsandbytes as bnb
+    model = lk.apply_method(_load(row, device), row["method"], **_method_kwargs(row))
+    if row["ckpt"]:
+        model.config.use_cache = False
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if row["optimizer"] == "adamw":
+        opt = torch.optim.AdamW(params, lr=1e-4)
+    elif row["optimizer"] == "sgd":
+        opt = torch.optim.SGD(params, lr=1e-4)
+    else:
+        import bitsandbytes as bnb
 
-            opt = bnb.optim.AdamW8bit(params, lr=1e-4)
-        torch.manual_seed(0)
-        for _ in range(steps):
-            ids = torch.randint(0, model.config.vocab_size, (BATCH_SIZE, SEQ_LEN))
-            start = time.perf_counter()
-            loss = model(input_ids=ids, labels=ids).loss  # as labkit.train does: the logits are not kept
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            step_s.append(time.perf_counter() - start)
-    kw = {k: v for k, v in _method_kwargs(method).items() if k != "alpha"}
-    est = meters.predict_memory(model.config, method, dtype="fp32", optimizer=optimizer, batch_size=BATCH_SIZE,
-                                seq_len=SEQ_LEN, grad_checkpointing=ckpt, device="cpu", **kw)
-    return {"model": name, "method": method, "optimizer": optimizer, "ckpt": ckpt,
-            "trainable": sum(p.numel() for p in params), "predicted_mib": est.total / MIB,
-            "measured_mib": peak.peak_bytes / MIB, "phase": est.phase, "s_per_step": sum(step_s[1:]) / (steps - 1),
+        opt = bnb.optim.AdamW8bit(params, lr=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, model.config.vocab_size, (row["batch"], row["seq"]), generator=gen).to(device)
+               for _ in range(steps)]
+
+    def step(ids):
+        loss = model(input_ids=ids, labels=ids).loss  # as labkit.train does: the logits are not kept
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step_s = []
+    with training_layout(model):
+        step(batches[0])  # warm-up: creates the optimizer state; the prediction is for step 2 on
+        held = meters.tensor_bytes(model, opt)
+        with meters.measure_live_peak(device) as live:
+            for ids in batches[1:]:
+                start = time.perf_counter()
+                step(ids)
+                step_s.append(time.perf_counter() - start)
+    est = meters.predict_memory(model.config, row["method"], dtype="fp32", optimizer=row["optimizer"],
+                                batch_size=row["batch"], seq_len=row["seq"], grad_checkpointing=row["ckpt"],
+                                device="cuda" if device.startswith("cuda") else "cpu", **_method_kwargs(row))
+    return {**row, "trainable": sum(p.numel() for p in params), "predicted_mib": (est.total - est.overhead) / MIB,
+            "measured_mib": (held + live.peak_bytes) / MIB, "held_mib": held / MIB, "phase": est.phase,
+            "s_per_step": sum(step_s) / len(step_s), "how": live.method,
             **{f"pred_{k}_mib": v / MIB for k, v in est.as_frame()["bytes"].items()}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=4, help="training steps per configuration (>= 2)")
+    parser.add_argument("--steps", type=int, default=3, help="steps per configuration, the warm-up included (>= 2)")
     parser.add_argument("--only", default=None, help="run only this model preset")
-    parser.add_argument("--calibrate", action="store_true", help="measure the fixed CPU overhead on a micro model")
-    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child mode: a JSON config
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child mode: a JSON list of rows
     args = parser.parse_args()
     if args.steps < 2:
-        parser.error("--steps must be at least 2 (the peak settles from the second step on)")
+        parser.error("--steps must be at least 2 (one warm-up step, then the measured ones)")
     if args.one:
-        print("RESULT " + json.dumps(run_one(*json.loads(args.one), steps=args.steps)))
+        for row in json.loads(args.one):
+            steps = min(args.steps, 2) if row["model"] == "smollm2-135m" else args.steps  # 2: its steps take seconds
+            print("RESULT " + json.dumps(run_one(row, steps, args.device)), flush=True)
         return
 
     import pandas as pd
 
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            sys.exit("--device cuda needs a CUDA GPU: torch.cuda.is_available() is False here.")
+    grid = _cuda_grid() if args.device == "cuda" else _grid()
+    grid = [row for row in grid if not args.only or row["model"] == args.only]
+    # one child per model (the imports load once per child; the smollm2 points get a child each, as they are large)
+    groups = [[r for r in grid if r["model"] == m] for m in dict.fromkeys(r["model"] for r in grid)]
+    groups = [[r] for g in groups for r in g] if args.device == "cuda" else \
+        [g2 for g in groups for g2 in ([[r] for r in g] if g[0]["model"] == "smollm2-135m" else [g])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    rows = []
-    configs = [("micro", m, "adamw", False) for m in ("full", "lora")] * 3 if args.calibrate else CONFIGS
-    for config in configs:
-        if args.only and config[0] != args.only:
-            continue
-        cmd = [sys.executable, __file__, "--steps", str(args.steps), "--one", json.dumps(config)]
+    rows, failed = [], []
+    for group in groups:
+        cmd = [sys.executable, __file__, "--steps", str(args.steps), "--device", args.device, "--one",
+               json.dumps(group)]
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            sys.exit(f"{config} failed:\n{proc.stderr[-3000:]}")
-        rows.append(json.loads(lines[-1][len("RESULT "):]))
-        print(f"  measured {config}", file=sys.stderr, flush=True)
+        found = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        rows.extend(found)
+        if proc.returncode != 0:
+            failed.append(group[len(found)])
+            print(f"{group[len(found)]} failed:\n{proc.stderr[-3000:]}", file=sys.stderr, flush=True)
+        print(f"  measured {len(found)} configuration(s) of {group[0]['model']}", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows)
     table["error_pct"] = 100 * (table["predicted_mib"] - table["measured_mib"]) / table["measured_mib"]
-    cols = ["model", "method", "optimizer", "ckpt", "trainable", "predicted_mib", "measured_mib", "error_pct",
-            "phase", "s_per_step"]
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
+    cols = ["model", "method", "rank", "targets", "batch", "seq", "optimizer", "ckpt", "predicted_mib",
+            "measured_mib", "error_pct", "phase", "s_per_step"]
+    with pd.option_context("display.width", 220, "display.max_columns", 30, "display.max_rows", 500):
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-        parts = ["model", "method", "optimizer", "ckpt"] + [c for c in table if c.startswith("pred_")]
-        print("\nPredicted breakdown (MiB):")
-        print(table[parts].to_string(index=False, float_format=lambda v: f"{v:.0f}"))
-    if args.calibrate:
-        rest = table["measured_mib"] - table["predicted_mib"] + table["pred_overhead_mib"]
-        print(f"measured minus predicted tensors (MiB): {', '.join(f'{v:.1f}' for v in rest)}")
+    print(f"measured: {table['how'].iloc[0]}, plus the bytes of the model and optimizer before the step")
+    print(f"configurations: {len(table)}; mean_abs_error_pct: {table['error_pct'].abs().mean():.1f}")
     print(f"max_abs_error_pct: {table['error_pct'].abs().max():.1f}")
+    if failed:
+        sys.exit(f"{len(failed)} configuration group(s) failed to run (see above)")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """How much lk.train costs over a minimal PyTorch loop (and over transformers.Trainer) on the same LoRA run.
 
-All three train the same LoRA adapter (reset to the same start) on the same packed batches in one process;
-each is timed from its first step to its last, and the best of ``--rounds`` interleaved runs is kept (the
-machine may be shared). Prints ``throughput_ratio: X`` (kit / plain; the goal is X >= 0.95), the ratio against
-Trainer, and finally what ``exact_memory=True`` costs (it changes the C allocator for the rest of the process).
+All three train the same LoRA adapter (reset to the same start) in one process, on packed rows of exactly
+``--seq-len`` tokens (no padding, so every step is batch x seq_len tokens in all three), with the same optimizer
+(torch's AdamW, single-tensor on the CPU; Trainer is told ``optim="adamw_torch"``, as its own default is the fused
+AdamW), gradient clipping at 1.0 and a constant learning rate. Each is timed from its first step to its last; the
+three run in a rotating order in every round and the best of ``--rounds`` is kept (the machine may be shared: one
+run alone is noise). Prints ``throughput_ratio: X`` (kit / plain; the goal is X >= 0.95), the ratio against
+Trainer (goal >= 1.0), Trainer with its default fused AdamW for reference, the kit's resident and live peaks, and
+finally what ``exact_memory=True`` costs (it changes the C allocator for the rest of the process).
 
-    python benchmarks/train_overhead.py                 # smollm2-135m, batch 4 x 128, 6 steps, 2 rounds
+    python benchmarks/train_overhead.py                 # smollm2-135m, batch 4 x 128, 6 steps, 3 rounds
     python benchmarks/train_overhead.py --model tiny-llama --steps 20
 """
 
@@ -25,7 +29,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-trainer", action="store_true", help="skip the transformers.Trainer comparison")
     args = parser.parse_args()
@@ -57,10 +61,13 @@ def main() -> None:
             for p, p0 in zip(params, start_state):
                 p.copy_(p0)
 
+    kit_runs = []
+
     def run_kit(exact_memory: bool = False) -> float:
         reset()
         result = train(model, tokenizer, data, objective="causal_lm", num_steps=steps, batch_size=bs,
                        seq_len=args.seq_len, lr=lr, progress=False, live_plot=False, exact_memory=exact_memory)
+        kit_runs.append(result)
         return result.tokens_per_s
 
     def run_plain() -> float:
@@ -80,7 +87,7 @@ def main() -> None:
         loss.item()
         return steps * tokens_per_step / (time.perf_counter() - start)
 
-    def run_trainer() -> float:
+    def run_trainer(optim: str | None) -> float:
         from transformers import Trainer, TrainerCallback, TrainingArguments
 
         class Clock(TrainerCallback):
@@ -96,7 +103,8 @@ def main() -> None:
             targs = TrainingArguments(output_dir=out, max_steps=steps, per_device_train_batch_size=bs,
                                       learning_rate=lr, lr_scheduler_type="constant", max_grad_norm=1.0,
                                       save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
-                                      logging_strategy="no", dataloader_num_workers=0, seed=0)
+                                      logging_strategy="no", dataloader_num_workers=0, seed=0,
+                                      **({"optim": optim} if optim else {}))
             trainer = Trainer(model=model, args=targs, train_dataset=data, callbacks=[clock],
                               data_collator=lambda rows: collate(rows, pad_id))
             trainer.train()
@@ -109,23 +117,29 @@ def main() -> None:
     if getattr(measure, "_PINNED", False):
         print("note: the allocator was already pinned (exact memory mode) before the benchmark started")
     run_plain()  # warm-up: first-call allocations and kernel choices
-    kit, plain, trainer = [], [], []
-    for r in range(args.rounds):
-        order = (run_kit, run_plain) if r % 2 == 0 else (run_plain, run_kit)
-        for fn in order:
-            (kit if fn is run_kit else plain).append(fn())
-        print(f"round {r + 1}: kit {kit[-1]:.0f} tokens/s, plain {plain[-1]:.0f} tokens/s")
-    print(f"kit_tokens_per_s: {max(kit):.1f}")
-    print(f"plain_tokens_per_s: {max(plain):.1f}")
-    print(f"throughput_ratio: {max(kit) / max(plain):.3f}")
+    runs = {"kit": (run_kit, []), "plain": (run_plain, [])}
     if not args.no_trainer:
-        trainer.append(run_trainer())
-        print(f"trainer_tokens_per_s: {trainer[-1]:.1f}")
-        print(f"throughput_ratio_vs_trainer: {max(kit) / trainer[-1]:.3f}")
+        runs["trainer"] = (lambda: run_trainer("adamw_torch"), [])
+    names = list(runs)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
+            runs[name][1].append(runs[name][0]())
+        print(f"round {r + 1}: " + ", ".join(f"{n} {runs[n][1][-1]:.0f}" for n in names) + " tokens/s")
+    best = {n: max(v) for n, (_, v) in runs.items()}
+    for name, value in best.items():
+        print(f"{name}_tokens_per_s: {value:.1f}")
+    print(f"throughput_ratio: {best['kit'] / best['plain']:.3f}")
+    if not args.no_trainer:
+        print(f"throughput_ratio_vs_trainer: {best['kit'] / best['trainer']:.3f}")
+        fused = run_trainer(None)
+        print(f"trainer_fused_adamw_tokens_per_s: {fused:.1f}  (Trainer's default optimizer, one run, for reference)")
+    fastest = max(kit_runs, key=lambda r: r.tokens_per_s)
+    print(f"kit peak memory above the start: {fastest.peak_mem_gib:.3f} GiB resident, {fastest.live_peak_mem_gib:.3f} GiB "
+          "live tensors")
     # Last, because it lasts for the rest of the process: exact_memory=True returns freed memory to the OS.
     exact = run_kit(exact_memory=True)
     print(f"exact_memory_tokens_per_s: {exact:.1f}")
-    print(f"exact_memory_ratio: {exact / max(kit):.3f}  (kit with exact_memory=True / kit default)")
+    print(f"exact_memory_ratio: {exact / best['kit']:.3f}  (kit with exact_memory=True / kit default)")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,14 @@ from .compute import (
     will_it_fit,
 )
 from .hardware import HARDWARE, Hardware, get_hardware
-from .measure import PeakMemory, measure_peak_memory, pin_glibc_allocator, unpin_glibc_allocator
+from .measure import (
+    PeakMemory,
+    measure_live_peak,
+    measure_peak_memory,
+    pin_glibc_allocator,
+    tensor_bytes,
+    unpin_glibc_allocator,
+)
 from .memory import MemoryEstimate, predict_memory, sweep_memory
 from .params import (
     METHODS,
@@ -59,6 +66,7 @@ __all__ = [
     "known_configs",
     "matmul_params",
     "measure_copy_bandwidth_gbs",
+    "measure_live_peak",
     "measure_matmul_tflops",
     "measure_peak_memory",
     "measure_throughput",
@@ -69,6 +77,7 @@ __all__ = [
     "resolve_config",
     "storage_bytes",
     "sweep_memory",
+    "tensor_bytes",
     "time_to_train_s",
     "training_flops",
     "unpin_glibc_allocator",

@@ -100,6 +100,23 @@ class PeakMemory:
         return f"peak {self.peak_gib:.3f} GiB above the start ({self.device}, {self.method})"
 
 
+def _start_cuda_peak(result: PeakMemory, device: str | None, method: str) -> bool:
+    """Set ``result.device`` ("auto"/None: CUDA when present); on CUDA reset the peak counter and start from the
+    memory allocated now. True when the measurement runs on CUDA (nothing more to start)."""
+    import torch
+
+    if device is None or device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    result.device = "cuda" if str(device).startswith("cuda") else "cpu"
+    if result.device != "cuda":
+        return False
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    result.before_bytes = torch.cuda.memory_allocated()
+    result.method = method
+    return True
+
+
 class measure_peak_memory:
     """Context manager: the peak memory of a block above the level before it.
 
@@ -121,20 +138,10 @@ class measure_peak_memory:
         self._torch = None
 
     def __enter__(self) -> PeakMemory:
-        device = self.device
-        if device is None or device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.result.device = "cuda" if str(device).startswith("cuda") else "cpu"
-        if self.result.device == "cuda":
+        if _start_cuda_peak(self.result, self.device, "torch.cuda.max_memory_allocated"):
             import torch
 
             self._torch = torch
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.result.before_bytes = torch.cuda.memory_allocated()
-            self.result.method = "torch.cuda.max_memory_allocated"
             return self.result
         self._unpin = self.pin_allocator and not _PINNED  # an outer block that pinned also unpins
         if self._unpin:
@@ -188,3 +195,103 @@ def _lifetime_peak() -> int | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+class measure_live_peak:
+    """Context manager: the peak bytes of live tensors during a block, above the level before it.
+
+    CUDA: torch's peak allocated bytes (max_memory_allocated), as measure_peak_memory. CPU: torch.profiler with
+    ``profile_memory=True`` reports every allocation and free of torch's CPU allocator; the running sum of those
+    events is the bytes of tensors the block made and still holds, and its maximum is the live peak, whatever the C
+    allocator keeps cached. Tensors made before the block and freed inside it do not lower the sum (the profiler did
+    not see them made), so start the block where few such tensors die (before a step, with gradients set to None).
+    The profiler records every operator; a training step runs about 5-15% slower inside the block.
+
+    >>> with measure_live_peak() as live:  # doctest: +SKIP
+    ...     loss = model(**batch).loss; loss.backward()
+    >>> live.peak_gib  # doctest: +SKIP
+    """
+
+    def __init__(self, device: str | None = None):
+        self.device = device
+        self.result = PeakMemory()
+        self._prof = None
+
+    def __enter__(self) -> PeakMemory:
+        if _start_cuda_peak(self.result, self.device, "torch.cuda.max_memory_allocated (live tensors)"):
+            return self.result
+        from torch.profiler import ProfilerActivity, profile
+
+        self.result.method = "torch.profiler memory events (live tensors)"
+        self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        self._prof.__enter__()
+        return self.result
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        r = self.result
+        if r.device == "cuda":
+            torch.cuda.synchronize()
+            r.peak_bytes = max(0, torch.cuda.max_memory_allocated() - r.before_bytes)
+            return
+        self._prof.__exit__(*exc)
+        r.peak_bytes = live_peak_of(self._prof)
+        self._prof = None
+
+
+def live_peak_of(prof) -> int:
+    """The largest running sum of CPU allocations minus frees among a finished torch.profiler run's memory events."""
+    cpu = _cpu_device_type()
+    events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+              if e.name() == "[memory]" and e.device_type() == cpu]
+    events.sort(key=lambda t: t[0])
+    running = peak = 0
+    for _, nbytes in events:
+        running += nbytes
+        peak = max(peak, running)
+    return peak
+
+
+def tensor_bytes(*objects) -> int:
+    """Bytes of the distinct tensor storages held by modules (parameters, buffers, 4-bit quantization states) and
+    optimizers (their state), each storage counted once: what a training step starts from."""
+    import torch
+
+    seen = {}
+
+    def add(t):
+        if isinstance(t, torch.Tensor) and t.device.type != "meta":
+            st = t.untyped_storage()
+            seen[(st.device.type, st.data_ptr())] = st.nbytes()
+
+    def add_quant_state(qs):
+        while qs is not None:  # bitsandbytes QuantState: absmax, code, and a nested state with double quantization
+            for name in ("absmax", "code", "offset"):
+                add(getattr(qs, name, None))
+            qs = getattr(qs, "state2", None)
+
+    for obj in objects:
+        if isinstance(obj, torch.nn.Module):
+            for t in (*obj.parameters(), *obj.buffers()):
+                add(t)
+                add_quant_state(getattr(t, "quant_state", None))
+        elif isinstance(obj, torch.optim.Optimizer) or hasattr(obj, "state_dict") and hasattr(obj, "state"):
+            for state in obj.state.values():
+                for value in state.values():
+                    add(value)
+        else:
+            add(obj)
+    return sum(seen.values())
+
+
+_CPU_DEVICE_TYPE = None
+
+
+def _cpu_device_type():
+    global _CPU_DEVICE_TYPE
+    if _CPU_DEVICE_TYPE is None:
+        import torch
+
+        _CPU_DEVICE_TYPE = torch._C._autograd.DeviceType.CPU
+    return _CPU_DEVICE_TYPE

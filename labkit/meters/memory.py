@@ -31,6 +31,7 @@ NF4_BYTES = {True: NF4_BITS["nf4+dq"] / 8, False: NF4_BITS["nf4"] / 8}  # double
 # torch 2.13, Linux, glibc). A cold process's first backward adds a one-time 15-60 MiB (lazy imports, the
 # autograd engine's threads) that this constant leaves out.
 CPU_OVERHEAD_BYTES = 3 * MIB
+PREDICTED_OPTIMIZERS = (*OPTIMIZERS, "adafactor")  # lk.train's optimizers, and transformers' Adafactor (lab 02)
 # CUDA context and cuBLAS workspace: outside torch's allocator (not in max_memory_allocated); a rule of thumb.
 CUDA_OVERHEAD_BYTES = GIB // 2
 F32 = 4
@@ -45,7 +46,8 @@ class MemoryEstimate:
     optimizer: int  # optimizer states, fp32 master copies and the optimizer's temporaries at the peak
     activations: int  # tensors saved for backward, plus logits and loss buffers
     overhead: int  # fixed runtime overhead (CPU process growth, or the CUDA context)
-    phase: str = ""  # when the peak happens: "backward start", "backward end" or "optimizer step"
+    phase: str = ""  # when the peak happens: "backward start", "backward end", "optimizer step" or (checkpointing)
+    # "recompute last layer" / "recompute first layer"
     device: str = "cpu"  # the device the estimate is for
     details: dict = field(default_factory=dict, compare=False)  # sub-terms in bytes, for the curious
 
@@ -114,6 +116,22 @@ def _layer_bytes(d, family, targets, ia3_ff, rank, act, adapter_size, per_adapte
     return out
 
 
+def _adafactor_states(d, family, target_modules, rank, method) -> int:
+    """Bytes of transformers' Adafactor state (no first moment, its default): a row and a column mean per matrix
+    (Shazeer and Stern 2018, "Adafactor", section 3), a full second moment per vector; all fp32."""
+    if family == "all_weights":
+        mats = [(d.vocab, d.hidden)] * (1 if d.tied else 2) + [d.linear(n)[:2] for n in LINEARS] * d.layers
+        vectors = (2 * d.layers + 1) * d.hidden + d.layers * sum(d.linear(n)[1] for n in LINEARS if d.linear(n)[2])
+    elif family == "low_rank":
+        targets = [t for t in adapted_layers(method, target_modules) if t in LINEARS]
+        mats = [shape for t in targets for shape in ((rank, d.linear(t)[0]), (d.linear(t)[1], rank))] * d.layers
+        vectors = 0
+    else:
+        raise LabkitError(f"Adafactor predictions cover full fine-tuning and LoRA, not {method!r}: use "
+                          "optimizer='adamw' or 'sgd' for it.")
+    return F32 * (sum(rows + cols for rows, cols in mats) + vectors)
+
+
 def predict_memory(config, method: str = "lora", *, rank: int | None = None, target_modules=None, dtype: str = "fp32",
                    quantization: str | None = None, double_quant: bool = True, optimizer: str = "adamw",
                    batch_size: int = 4, seq_len: int = 128, grad_checkpointing: bool = False,
@@ -139,8 +157,8 @@ def predict_memory(config, method: str = "lora", *, rank: int | None = None, tar
         quantization, dtype = dtype, "bf16" if device.startswith("cuda") else "fp32"
     if dtype not in DTYPE_BYTES:
         raise LabkitError(f"Unknown dtype {dtype!r}: use 'fp32', 'bf16', 'fp16', or 'nf4'/'int8' for quantized.")
-    if optimizer not in OPTIMIZERS:
-        raise LabkitError(f"Unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}.")
+    if optimizer not in PREDICTED_OPTIMIZERS:
+        raise LabkitError(f"Unknown optimizer {optimizer!r}: use one of {', '.join(PREDICTED_OPTIMIZERS)}.")
     if device not in ("cpu", "cuda"):
         raise LabkitError(f"Unknown device {device!r}: predictions are for 'cpu' or 'cuda'.")
     kw = _method_settings(method, {"rank": rank, "target_modules": target_modules,
@@ -186,8 +204,11 @@ def predict_memory(config, method: str = "lora", *, rank: int | None = None, tar
         elif eight_bit:
             states += 2 * n + 8 * -(-n // 256)
         states += F32 * n if base and b == 2 else 0  # fp32 master copy of a 16-bit weight
+    if optimizer == "adafactor":
+        lora_rank = (kw.get("rank") or spec.default("rank")) if family == "low_rank" else None
+        states = _adafactor_states(d, family, kw.get("target_modules"), lora_rank, method)
     largest = max(n * b for n, b, _ in grad_of)
-    step_temp = ({"adamw": 2, "sgd": 0}.get(optimizer, 5) * largest) if cpu else 0
+    step_temp = ({"adamw": 2, "sgd": 0, "adafactor": 2}.get(optimizer, 5) * largest) if cpu else 0
 
     # Activations per token: decoder layers, then the final norm and head.
     targets = adapted_layers(method, kw.get("target_modules"))
@@ -203,8 +224,8 @@ def predict_memory(config, method: str = "lora", *, rank: int | None = None, tar
     else:
         if family == "kv_prefix":  # keys and values of the virtual tokens join every layer's attention
             layer += 2 * act * d.kv_dim * kw.get("num_virtual_tokens", 20) / seq_len
-        if grad_checkpointing:  # keep each layer's input; recompute one layer at a time in backward
-            saved = tokens * (d.layers * act * d.hidden + layer)
+        if grad_checkpointing:  # keep each layer's input; recompute one layer at a time in backward (phase below)
+            saved = tokens * d.layers * act * d.hidden
         else:
             saved = tokens * d.layers * layer
         saved += tokens * (F32 * d.hidden + F32 + (act * d.hidden if head_trains else 0)
@@ -216,11 +237,27 @@ def predict_memory(config, method: str = "lora", *, rank: int | None = None, tar
         head_grad = d.vocab * d.hidden * wbytes if family == "all_weights" else 0  # the head's weight gradient
         logits_peak = max(tokens * d.vocab * (held_b + 3 * F32), tokens * d.vocab * (held_b + F32) + head_grad)
     saved = int(saved)
+    # Checkpointing: the head's backward is over before the last layer is recomputed, so one layer's saved tensors
+    # meet the layer inputs not yet used and the gradients made so far, not the logits; the residual stream's
+    # gradient flows in and out of the layer (two fp32 copies). Two moments bound it: the last layer (every input
+    # kept, only the head's gradient made) and the first (one input left, every gradient but its own). Checked on
+    # 4-layer Llama and Mistral configs with a 1,000-token vocabulary (tests/test_meters_live.py), where the logits
+    # do not hide it.
+    recompute = {}
+    if grad_checkpointing and family != "head":
+        work = int(tokens * (layer + 2 * F32 * d.hidden))
+        inputs = tokens * d.layers * act * d.hidden
+        full = family == "all_weights"
+        own = ((linears / d.layers + 2 * d.hidden) * wbytes) if full else all_grads / d.layers
+        recompute = {"recompute last layer": ((d.vocab * d.hidden * wbytes if full else 0), states, saved + work),
+                     "recompute first layer": (int(all_grads - own), states,
+                                               saved - inputs + inputs // d.layers + work)}
     emb_sum = 2 * d.vocab * d.hidden * wbytes if family == "all_weights" and d.tied else 0  # tied embedding's two grads
     overhead = CPU_OVERHEAD_BYTES if cpu else CUDA_OVERHEAD_BYTES
 
     phases = {
         "backward start": (0, states, saved + logits_peak),
+        **recompute,
         "backward end": (all_grads + emb_sum, states, logits_held),
         "optimizer step": (all_grads, states + step_temp, logits_held),
     }

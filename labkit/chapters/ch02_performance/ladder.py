@@ -205,20 +205,18 @@ def eager_scores_bytes(config, batch_size: int, seq_len: int, act_bytes: int = 4
 
 
 def predict_step_gib(config, settings: StepSettings, batch_size: int, seq_len: int) -> float:
-    """predict_memory for the step ``settings`` runs, plus eager attention's score matrices (predict_memory assumes
-    SDPA). Autocast keeps fp32 weights, so bf16 is predicted as fp32 (autocast's bf16 copies are not counted)."""
+    """predict_memory for the step ``settings`` runs (Adafactor's factored state included), plus eager attention's
+    score matrices (predict_memory assumes SDPA). Autocast keeps fp32 weights and predict_memory has no autocast
+    model yet, so bf16 is predicted as an fp32 step (the bf16 copies autocast saves are not counted)."""
     micro = settings.micro_batch or batch_size
-    optimizer = {"adamw": "adamw", "adamw8bit": "adamw8bit", "sgd": "sgd"}.get(settings.optimizer)
     kw = {"rank": LORA_RANK, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]} if settings.method == "lora" else {}
     est = predict_memory(config, settings.method, batch_size=micro, seq_len=seq_len,
-                         grad_checkpointing=settings.grad_checkpointing, optimizer=optimizer or "adamw", **kw)
+                         grad_checkpointing=settings.grad_checkpointing, optimizer=settings.optimizer, **kw)
     total = est.total
     if micro < batch_size:  # accumulation: from the second micro-batch on, its activations meet the gradients
         d = est.details
         total = max(total, est.weights + d["all_gradients"] + d["optimizer_states"] + d["saved_activations"]
                     + d["logits_at_backward_start"] + est.overhead)
-    if settings.optimizer == "adafactor":  # factored second moment: about one row + one column per matrix, no m
-        total -= est.details["optimizer_states"]
     if settings.attention == "eager":
         layers = 1 if settings.grad_checkpointing else config.num_hidden_layers
         total += eager_scores_bytes(config, micro, seq_len) * layers / config.num_hidden_layers
