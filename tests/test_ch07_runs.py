@@ -40,20 +40,20 @@ def test_seed_runs_and_early_stopping_are_tracked(tmp_path, monkeypatch, one_thr
 
     model, tokenizer = runs.lora_model("tiny-llama", seed=0)
     stopped = runs.train_early_stopping(model, tokenizer, train_rows, list(intents["validation"].select(range(4))),
-                                        chunk_steps=1, max_steps=3, patience=1, batch_size=2, label="es-test")
-    assert stopped.stopped_step <= 3 and stopped.history["step"].iloc[0] == 0
+                                        eval_every=1, max_steps=3, patience=1, batch_size=2, label="es-test")
+    assert stopped.stopped_step <= 3 and stopped.history["step"].iloc[0] == 1
     best = stopped.history.loc[stopped.history["best"], "eval_loss"].iloc[0]
     assert best == stopped.history["eval_loss"].min()
     now = lk.training.evaluate_loss(model, tokenizer, scoring.intent_sft(intents["validation"].select(range(4))),
                                     objective="sft", seq_len=runs.SEQ_LEN)["eval_loss"]
     assert now == pytest.approx(best, rel=1e-4)  # the best weights are back
     curves = lk.tracker.scalars(stopped.run)
-    assert len(curves.query("tag == 'eval/loss'")) == len(stopped.history)
+    assert len(curves.query("tag == 'eval/eval_loss'")) == len(stopped.history)
 
 
-@pytest.mark.parametrize("kwargs", [{"chunk_steps": 0}, {"max_steps": 0}, {"patience": 0}, {"chunk_steps": 1.5}])
+@pytest.mark.parametrize("kwargs", [{"eval_every": 0}, {"max_steps": 0}, {"patience": 0}, {"eval_every": 1.5}])
 def test_early_stopping_rejects_bad_input(kwargs):
-    call = {"chunk_steps": 1, "max_steps": 2, "patience": 1, **kwargs}
+    call = {"eval_every": 1, "max_steps": 2, "patience": 1, **kwargs}
     with pytest.raises(LabkitError):
         runs.train_early_stopping(None, None, [], [], **call)
 
@@ -65,7 +65,7 @@ def test_unwritable_tracker_folder(tmp_path, monkeypatch):
     with pytest.raises(LabkitError, match="LABKIT_TRACKER_DIR"):
         runs.seed_runs("tiny-llama", [], [], seeds=[0], num_steps=1)
     with pytest.raises(LabkitError, match="LABKIT_TRACKER_DIR"):
-        runs.train_early_stopping(None, None, [], [], chunk_steps=1, max_steps=1, patience=1)
+        runs.train_early_stopping(None, None, [], [], eval_every=1, max_steps=1, patience=1)
 
 
 def test_seed_runs_reject_bad_seeds():

@@ -112,6 +112,34 @@ def test_periodic_evaluation_fills_eval_columns(lora, tiny):
     assert result.eval_loss == evaluated["eval_loss"].iloc[-1]
 
 
+def test_early_stopping_stops_after_patience_and_puts_the_best_weights_back(lora, tiny, monkeypatch):
+    scripted = iter([3.0, 2.0, 2.5, 2.6, 1.0])  # the best is the 2nd evaluation; patience 2 stops at the 4th
+    seen = {}
+
+    def fake_eval(model, *args, **kwargs):
+        seen[len(seen) + 1] = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+        return {"eval_loss": next(scripted)}
+
+    monkeypatch.setattr("labkit.training.loop.run_eval", fake_eval)
+    result = train(lora, tiny[1], _ids(), num_steps=10, batch_size=2, seq_len=16, lr=1e-2, eval_data=_ids(4, seed=1),
+                   eval_every=1, early_stopping_patience=2, **QUIET)
+    assert (result.num_steps, result.best_step, result.stopped_early) == (4, 2, True)
+    assert list(result.history["step"]) == [1, 2, 3, 4] and result.history["eval_loss"].tolist() == [3, 2, 2.5, 2.6]
+    now = [p for p in lora.parameters() if p.requires_grad]
+    assert all(torch.equal(a, b) for a, b in zip(now, seen[2]))  # the weights of step 2, not of step 4
+    assert not all(torch.equal(a, b) for a, b in zip(now, seen[4]))
+
+
+def test_early_stopping_without_evaluations_is_refused(lora, tiny):
+    with pytest.raises(LabkitError, match="early_stopping_patience needs evaluations during training: set eval_every"):
+        TrainConfig(early_stopping_patience=2)
+    with pytest.raises(LabkitError, match="early_stopping_patience watches the evaluation loss: pass eval_data"):
+        train(lora, tiny[1], _ids(), num_steps=2, eval_every=1, early_stopping_patience=1, **QUIET)
+    result = train(lora, tiny[1], _ids(), num_steps=2, batch_size=2, seq_len=16, eval_data=_ids(4, seed=1),
+                   eval_every=1, early_stopping_patience=5, **QUIET)  # patience never runs out: every step runs
+    assert (result.num_steps, result.stopped_early) == (2, False) and result.best_step in (1, 2)
+
+
 def test_fast_mode_caps_the_evaluation_set(lora, tiny, monkeypatch):
     sizes = []
     real = evaluate_module.run_eval
@@ -291,6 +319,7 @@ CHECKS = [
     ("report_to", "wandb", "report_to must be one of .none., .tensorboard. \\(the kit.s tracker is TensorBoard\\)",
      "tensorboard"),
     ("exact_memory", "no", "exact_memory must be True or False", True),
+    ("early_stopping_patience", 0, "early_stopping_patience must be a positive whole number or None", None),
 ]
 
 

@@ -47,6 +47,9 @@ class TrainConfig:
     grad_accum: int = 1  # forward passes per optimizer step: each step sees batch_size * grad_accum examples
     eval_every: int | None = None  # evaluate on eval_data every this many steps; None: after the last step only
     eval_limit: int | None = None  # evaluation examples; None: 256 (32 in fast mode)
+    # stop when eval_loss has not improved for this many evaluations in a row (needs eval_data and eval_every), then
+    # put back the trainable weights of the best evaluation; None: train all num_steps
+    early_stopping_patience: int | None = None
     grad_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time per step
     optimizer: str = "adamw"  # one of units.OPTIMIZERS
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) or L2 penalty (SGD); 0: none
@@ -58,7 +61,8 @@ class TrainConfig:
     live_plot: bool = True  # in a notebook, redraw the loss curve as training runs
     progress: bool = True  # show a progress bar
     label: str = "run"  # name of the run in plots and tables
-    exact_memory: bool = False  # CPU: freed memory returns to the OS so the peak tracks live tensors (slower)
+    exact_memory: bool = False  # CPU: freed memory returns to the OS so the peak tracks live tensors, and step 2's live
+    # peak is profiled into live_peak_mem_gib (slower)
     report_to: str = "none"  # "tensorboard": log the run to the kit's tracker (labkit.tracker), named after label
 
     def __post_init__(self):
@@ -71,10 +75,13 @@ class TrainConfig:
         if self.lr is not None and not _number(self.lr, low=0, open_low=True):
             raise LabkitError(f"lr must be a positive number, or None for the registered default of the method applied "
                               f"to the model (lk.get_method(name).default_lr), got {self.lr!r}.")
-        for name in ("eval_every", "eval_limit"):
+        for name in ("eval_every", "eval_limit", "early_stopping_patience"):
             value = getattr(self, name)
             if value is not None and not _whole(value, low=1):
                 raise LabkitError(f"{name} must be a positive whole number or None, got {value!r}.")
+        if self.early_stopping_patience is not None and self.eval_every is None:
+            raise LabkitError("early_stopping_patience needs evaluations during training: set eval_every (e.g. "
+                              "eval_every=10) and pass eval_data to lk.train.")
         if self.optimizer not in OPTIMIZERS:
             raise LabkitError(f"Unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}.")
         if not _number(self.weight_decay, low=0):

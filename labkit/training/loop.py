@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
@@ -9,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from ..core import LabkitError, fast_mode, in_notebook, seed_everything
-from ..units import IGNORE_INDEX
+from ..units import GIB, IGNORE_INDEX
 from .config import TrainConfig, default_lr, make_config
 from .evaluate import run_eval
 
@@ -19,12 +20,19 @@ class TrainResult:
     """What one training run measured."""
 
     history: object  # pandas DataFrame, one row per step: step, loss, tokens, lr, time_s, eval_* columns
-    peak_mem_gib: float  # measured peak during training above the memory in use before it (see exact_memory)
+    peak_mem_gib: float  # measured peak during training above the memory in use before it: on the CPU the resident
+    # size, which includes memory the C allocator keeps for reuse (see exact_memory); on CUDA live tensors
     tokens_per_s: float  # input tokens processed per second of training (evaluation time excluded)
     time_s: float  # training wall time (evaluation excluded)
     time_per_step_s: float  # time_s / num_steps
-    num_steps: int  # optimizer steps taken
+    num_steps: int  # optimizer steps taken (fewer than config.num_steps when early stopping stopped the run)
     config: TrainConfig  # every setting as run: objective, lr, optimizer and mixed_precision resolved (no "auto")
+    best_step: int | None = None  # early stopping: the step of the lowest eval_loss, whose weights the model holds
+    stopped_early: bool = False  # early stopping ran out of patience before config.num_steps
+    tracker_run: str | None = None  # report_to="tensorboard": the run's name in labkit.tracker
+    live_peak_mem_gib: float = math.nan  # peak of live tensors above the start, what predict_memory predicts. CUDA:
+    # peak_mem_gib. CPU, only with exact_memory=True (NaN otherwise): step 2 profiled with torch.profiler's memory
+    # events, plus the optimizer state held before it
 
     @property
     def label(self) -> str:
@@ -55,7 +63,8 @@ class TrainResult:
 
     def __repr__(self) -> str:
         return (f"TrainResult({self.label!r}: {self.num_steps} steps, loss {self.history['loss'].iloc[0]:.3f} -> "
-                f"{self.final_loss:.3f}, {self.tokens_per_s:.0f} tokens/s, peak {self.peak_mem_gib:.2f} GiB)")
+                f"{self.final_loss:.3f}, {self.tokens_per_s:.0f} tokens/s, peak {self.peak_mem_gib:.2f} GiB resident, "
+                f"{self.live_peak_mem_gib:.2f} GiB live)")
 
 
 def _optimizer(params, name: str, lr: float, weight_decay: float):
@@ -101,14 +110,17 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
 
     The settings come either as keywords (``num_steps=100, lr=1e-3``) or as ``config=TrainConfig(...)``, not both;
     TrainConfig documents each one and checks it. ``eval_data``, if given, is evaluated after the last step and
-    every ``eval_every`` steps. ``objective`` is "causal_lm" (text), "sft" (instruction/answer, loss on the answer
-    only), "classification" (text/label, needs a classifier head) or "auto" (guessed from the columns). ``lr=None``
-    (the default) uses the registered default learning rate of the method applied to the model.
+    every ``eval_every`` steps; with ``early_stopping_patience`` training stops once eval_loss has not improved for
+    that many evaluations, and the trainable weights of the best evaluation are put back. ``objective`` is
+    "causal_lm" (text), "sft" (instruction/answer, loss on the answer only), "classification" (text/label, needs a
+    classifier head) or "auto" (guessed from the columns). ``lr=None`` (the default) uses the registered default
+    learning rate of the method applied to the model.
 
     On the CPU the peak is the process's peak resident size, which includes memory the C allocator keeps for
     reuse. ``exact_memory=True`` makes freed memory go back to the OS (meters.pin_glibc_allocator), so the peak
     tracks live tensors as meters.predict_memory does; training is then slower (every large tensor is a fresh
-    mapping: 1.3-1.7x longer per step for SmolLM2 on the course machine) until the run ends.
+    mapping: 1.3-1.7x longer per step for SmolLM2 on the course machine) until the run ends. It also profiles step 2
+    to report ``live_peak_mem_gib``, the peak of live tensors alone.
 
     >>> result = train(model, tokenizer, lk.data.load_instructions()["train"], num_steps=20)  # doctest: +SKIP
     >>> result = train(model, tokenizer, data, config=TrainConfig(num_steps=20, schedule="cosine"))  # doctest: +SKIP
@@ -120,7 +132,7 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
 
     from ..batches import Batcher, as_dataset, infer_objective, tokenize
     from ..fourbit import training_layout
-    from ..meters import measure_peak_memory
+    from ..meters import measure_live_peak, measure_peak_memory, tensor_bytes
     from ..methods import TrainingHooks
     from ..methods.linear_probe import is_classifier
     from ..plots.live import LiveLoss
@@ -138,6 +150,9 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     label2id = getattr(model, "label2id", None)
     examples = tokenize(data, tokenizer, objective, seq_len=seq_len, label2id=label2id)
     eval_examples = None
+    if eval_data is None and cfg.early_stopping_patience is not None:
+        raise LabkitError("early_stopping_patience watches the evaluation loss: pass eval_data (e.g. the validation "
+                          "split) to lk.train, or drop early_stopping_patience.")
     if eval_data is not None:
         limit = cfg.eval_limit if cfg.eval_limit is not None else (32 if fast_mode() else 256)
         eval_set = as_dataset(eval_data)
@@ -170,12 +185,18 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     refresh = max(1, num_steps // 50)
     tracker = tracker_writer(model, cfg) if cfg.report_to == "tensorboard" else None
     losses, rows, evals, logged = [], [], {}, 0
+    best = {"loss": math.inf, "step": None, "waited": 0, "weights": None}  # early stopping's memory
     tokens, eval_time_s = 0, 0.0
     model.train()
-    with training_layout(model), measure_peak_memory(pin_allocator=cfg.exact_memory) as peak:
+    # exact_memory on the CPU: the step whose live peak is read (profiling costs a step's time again, so opt-in)
+    live_step, live_bytes = (min(2, num_steps) if device.type == "cpu" and cfg.exact_memory else 0), None
+    with training_layout(model), measure_peak_memory(pin_allocator=cfg.exact_memory) as peak, \
+            contextlib.ExitStack() as live_block:
         start = time.perf_counter()
         for step in range(1, num_steps + 1):
             step_loss = 0.0
+            if step == live_step:  # from step 2 on the optimizer state exists: held before the step, then profiled
+                held, live_peak = tensor_bytes(opt), live_block.enter_context(measure_live_peak("cpu"))
             micro = [next(batches) for _ in range(grad_accum)]
             items = [loss_items(batch) for batch in micro]
             for batch, share in zip(micro, items):
@@ -204,6 +225,10 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
             rows.append((step, tokens, scheduler.get_last_lr()[0], time.perf_counter() - start - eval_time_s))
             scheduler.step()
             opt.zero_grad(set_to_none=True)
+            if step == live_step:
+                t0 = time.perf_counter()
+                live_block.close()  # reading the profiler's events is not training time
+                live_bytes, start = held + live_peak.peak_bytes, start + time.perf_counter() - t0
             losses.append(step_loss)
             if eval_examples is not None and (step == num_steps or cfg.eval_every and step % cfg.eval_every == 0):
                 t0 = time.perf_counter()
@@ -212,18 +237,28 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
                     tracker.log(step, {f"eval/{k}": v for k, v in evals[step].items()})
                 model.train()
                 eval_time_s += time.perf_counter() - t0
-            if tracker is not None and (step % refresh == 0 or step == num_steps):  # one sync per refresh
+                if cfg.early_stopping_patience is not None:
+                    _watch(best, step, evals[step]["eval_loss"], params)
+            stop = best["waited"] >= (cfg.early_stopping_patience or math.inf)
+            last = step == num_steps or stop
+            if tracker is not None and (step % refresh == 0 or last):  # one sync per refresh
                 for (at, _, lr_at, _), value in zip(rows[logged:], torch.stack(losses[logged:]).tolist()):
                     tracker.log(at, {"train/loss": value, "train/learning_rate": lr_at})
                 logged = step
-            if (bar is not None or live is not None) and (step % refresh == 0 or step == num_steps):
+            if (bar is not None or live is not None) and (step % refresh == 0 or last):
                 values = torch.stack(losses[-refresh:]).tolist()  # one sync per refresh, not per step
                 if bar is not None:
                     bar.set_postfix(loss=f"{values[-1]:.3f}", refresh=False)
                     bar.update(refresh if step % refresh == 0 else step % refresh)
                 if live is not None:
                     live.update(_history(rows, losses, evals))
+            if stop:
+                break
         time_s = time.perf_counter() - start - eval_time_s
+        if best["weights"] is not None:
+            with torch.no_grad():
+                for p, kept in zip(params, best["weights"]):
+                    p.copy_(kept)
     if bar is not None:
         bar.close()
     if cfg.grad_checkpointing:
@@ -232,12 +267,19 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     history = _history(rows, losses, evals)
     if not math.isfinite(history["loss"].iloc[-1]):
         print("labkit: the loss became NaN/inf; lower lr (e.g. by 10x) or use mixed_precision='no'.")
+    steps = len(losses)
     result = TrainResult(history=pd.DataFrame(history), peak_mem_gib=peak.peak_gib, tokens_per_s=tokens / time_s,
-                         time_s=time_s, time_per_step_s=time_s / num_steps, num_steps=num_steps, config=cfg)
+                         time_s=time_s, time_per_step_s=time_s / steps, num_steps=steps, config=cfg,
+                         best_step=best["step"], stopped_early=steps < num_steps,
+                         tracker_run=tracker.name if tracker is not None else None,
+                         live_peak_mem_gib=live_bytes / GIB if live_bytes is not None
+                         else peak.peak_gib if device.type == "cuda" else math.nan)
     if tracker is not None:
+        extra = {} if best["step"] is None else {"best_step": best["step"], "best_eval_loss": best["loss"]}
         tracker.close({"tokens_per_s": result.tokens_per_s, "peak_mem_gib": result.peak_mem_gib,
-                       "time_s": result.time_s})
-    record_run(model, result, tokens=tokens, device=device)  # the run ledger (labkit.ledger); never raises for it
+                       "time_s": result.time_s, **extra})
+    # the run ledger (labkit.ledger); never raises for it
+    record_run(model, result, tokens=tokens, device=device, data=data)
     return result
 
 
@@ -246,6 +288,14 @@ train.__signature__ = inspect.signature(train).replace(parameters=[
     *(p for p in inspect.signature(train).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD),
     *(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
       for f in dataclasses.fields(TrainConfig))])
+
+
+def _watch(best: dict, step: int, eval_loss: float, params) -> None:
+    """Early stopping's bookkeeping after one evaluation: keep a copy of the weights when eval_loss improved."""
+    if eval_loss < best["loss"]:
+        best.update(loss=eval_loss, step=step, waited=0, weights=[p.detach().clone() for p in params])
+    else:
+        best["waited"] += 1
 
 
 def loss_items(batch) -> int:

@@ -2,12 +2,11 @@
 tracker, and a run with periodic validation and early stopping, its curves in the tracker too.
 
 >>> table, runs = seed_runs("smollm2-135m", train_rows, test_rows, seeds=[0, 1, 2, 3, 4], num_steps=40)  # doctest: +SKIP
->>> stopped = train_early_stopping(model, tokenizer, train_rows, val_rows, chunk_steps=5, patience=2)  # doctest: +SKIP
+>>> stopped = train_early_stopping(model, tokenizer, train, val, eval_every=5, max_steps=60, patience=2)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 from ...core import LabkitError
@@ -93,75 +92,32 @@ class EarlyStopped:
     """A run with periodic validation and early stopping."""
 
     run: str  # the tracker's name for it
-    history: object  # DataFrame per evaluation: step, train_loss, eval_loss, best (so far)
+    history: object  # DataFrame per evaluation: step, train_loss, eval_loss, best (the step whose weights were kept)
     best_step: int  # step of the lowest validation loss: its weights are the model's now
     stopped_step: int  # step where training stopped
     stopped_early: bool  # True when patience ran out before max_steps
+    result: object  # lk.train's TrainResult
 
 
-def _check_whole(name: str, value, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise LabkitError(f"{name} must be a whole number >= {low}, got {value!r}.")
-    return int(value)
-
-
-def train_early_stopping(model, tokenizer, train_rows, val_rows, *, chunk_steps: int, max_steps: int,
-                         patience: int, label: str = "lab07-early-stop", seed: int = 0, lr: float | None = None,
+def train_early_stopping(model, tokenizer, train_rows, val_rows, *, eval_every: int, max_steps: int, patience: int,
+                         label: str = "lab07-early-stop", seed: int = 0, lr: float | None = None,
                          batch_size: int = BATCH_SIZE):
-    """Train in chunks of ``chunk_steps`` with lk.train, evaluate the validation loss after each, stop when it has not
-    improved for ``patience`` evaluations, and put back the best weights. Each evaluation goes to the tracker
-    (``labkit.tracker.RunWriter``) as one run: train/loss, eval/loss, and the best step at the end.
+    """One lk.train run that evaluates the validation loss every ``eval_every`` steps, stops when it has not improved
+    for ``patience`` evaluations and puts back the best weights (TrainConfig.early_stopping_patience). The tracker
+    gets train/loss per step, eval/eval_loss per evaluation, and the best step at the end."""
+    from ...training import train
 
-    Each chunk is one lk.train call, so the optimizer's moments restart at every evaluation (lk.train has no
-    stopping hook); with a constant learning rate that costs little.
-    """
-    import pandas as pd
-    import torch
-
-    from ...tracker import RunWriter
-    from ...training import evaluate_loss
-
-    chunk_steps = _check_whole("chunk_steps", chunk_steps)
-    max_steps = _check_whole("max_steps", max_steps, chunk_steps)
-    patience = _check_whole("patience", patience)
     check_tracker_writable()
     val_sft = intent_sft(val_rows)
-    writer = RunWriter(label, {"method": "lora", **LORA, "chunk_steps": chunk_steps, "max_steps": max_steps,
-                               "patience": patience, "seed": seed, "batch_size": batch_size})
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    rows, best_loss, best_step, waited, step = [], float("inf"), 0, 0, 0
-    best_state = {n: p.detach().clone() for n, p in trainable.items()}
-    try:
-        start_loss = evaluate_loss(model, tokenizer, val_sft, objective="sft", seq_len=SEQ_LEN,
-                                   limit=len(val_sft))["eval_loss"]
-        writer.log(0, {"eval/loss": start_loss})
-        rows.append({"step": 0, "train_loss": float("nan"), "eval_loss": start_loss})
-        best_loss = start_loss
-        while step < max_steps and waited < patience:
-            result = train_intents(model, tokenizer, train_rows, num_steps=chunk_steps, seed=seed + step,
-                                   label=f"{label}-chunk", lr=lr, batch_size=batch_size)
-            hist = result.history
-            for s, loss in zip(hist["step"], hist["loss"]):
-                writer.log(step + int(s), {"train/loss": float(loss)})
-            step += chunk_steps
-            eval_loss = evaluate_loss(model, tokenizer, val_sft, objective="sft", seq_len=SEQ_LEN,
-                                      limit=len(val_sft))["eval_loss"]
-            writer.log(step, {"eval/loss": eval_loss})
-            rows.append({"step": step, "train_loss": float(hist["loss"].iloc[-1]), "eval_loss": eval_loss})
-            if eval_loss < best_loss:
-                best_loss, best_step, waited = eval_loss, step, 0
-                best_state = {n: p.detach().clone() for n, p in trainable.items()}
-            else:
-                waited += 1
-        with torch.no_grad():
-            for n, p in trainable.items():
-                p.copy_(best_state[n])
-    finally:
-        writer.close({"best_step": best_step, "best_eval_loss": best_loss, "stopped_step": step})
-    history = pd.DataFrame(rows)
-    history["best"] = history["step"] == best_step
-    return EarlyStopped(run=writer.name, history=history, best_step=best_step, stopped_step=step,
-                        stopped_early=step < max_steps)
+    result = train(model, tokenizer, intent_sft(train_rows), objective="sft", num_steps=max_steps,
+                   batch_size=batch_size, seq_len=SEQ_LEN, lr=lr, seed=seed, label=label, report_to="tensorboard",
+                   live_plot=False, eval_data=val_sft, eval_every=eval_every, eval_limit=max(len(val_sft), 1),
+                   early_stopping_patience=patience)
+    history = result.history.dropna(subset=["eval_loss"])[["step", "loss", "eval_loss"]]
+    history = history.rename(columns={"loss": "train_loss"}).reset_index(drop=True)
+    history["best"] = history["step"] == result.best_step
+    return EarlyStopped(run=result.tracker_run, history=history, best_step=result.best_step,
+                        stopped_step=result.num_steps, stopped_early=result.stopped_early, result=result)
 
 
 def run_table(runs: list[IntentRun]):
