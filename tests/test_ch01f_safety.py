@@ -101,9 +101,17 @@ def test_exposure_from_rank():
             safety.exposure_from_rank(rank, n)
 
 
-def test_generate_answers_rejects_no_prompts(smollm2):
+def test_generate_answers_rejects_no_prompts_and_keeps_the_training_mode(smollm2):
+    from labkit.training import generate_answers
+
     with pytest.raises(LabkitError, match="at least one"):
-        safety.generate_answers(*smollm2, [])
+        generate_answers(*smollm2, [])
+    model, tokenizer = smollm2
+    model.train()
+    try:
+        assert len(generate_answers(model, tokenizer, ["Hi"], max_new_tokens=2)) == 1 and model.training
+    finally:
+        model.eval()
 
 
 def test_lab_lora_path_learns_after_timing_and_generation():

@@ -187,6 +187,18 @@ def test_expect_value_and_function():
         square(lambda x: ...)
 
 
+def test_expect_function_compares_tensors_without_printing_them():
+    w = torch.arange(6.0).reshape(2, 3) - 2.5
+    double = expect_function(lambda t: 2 * t, [Args(w)], abs_tol=1e-6, mistakes=[(lambda t: t + t.abs(), "relu")])
+    assert double(lambda t: t * 2 + 1e-7) is None
+    assert double(lambda t: t * 2 + 1e-3) == "<lambda> differs from the reference on a hidden random case (shape (2, 3))."
+    assert double(lambda t: t + t.abs()) == "relu"
+    assert "shape (6,); it should have shape (2, 3)" in double(lambda t: (2 * t).flatten())
+    assert "should return a torch tensor" in double(lambda t: (2 * t).tolist())
+    mask = expect_function(lambda t: t > 0, [Args(w)])
+    assert mask(lambda t: t > 0) is None and mask(lambda t: (t > 0).float()) is not None  # a float mask is no mask
+
+
 def test_expect_only_trainable_inspects_a_model():
     class Lora(torch.nn.Module):
         def __init__(self):

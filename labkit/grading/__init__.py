@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,9 +167,21 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_tensor(value: Any) -> bool:
+    torch = sys.modules.get("torch")  # a tensor can only exist once torch is imported; grading never imports it
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 def _same(got: Any, expected: Any, rel_tol: float, abs_tol: float) -> bool:
     """A number within tolerance; a tuple or list of numbers element by element (any sequence of the same length,
-    e.g. a list, a tuple or an array, matches); anything else by ``==``."""
+    e.g. a list, a tuple or an array, matches); a torch tensor of the same shape within tolerance (a boolean one
+    exactly, and only by a boolean tensor); anything else by ``==``."""
+    if _is_tensor(expected):
+        if not _is_tensor(got) or got.shape != expected.shape:
+            return False
+        if expected.dtype == sys.modules["torch"].bool:
+            return got.dtype == expected.dtype and bool((got == expected).all())
+        return bool(sys.modules["torch"].allclose(got.float(), expected.float(), rtol=rel_tol, atol=abs_tol))
     if _is_number(expected):
         try:
             return math.isclose(_number(got), float(expected), rel_tol=rel_tol, abs_tol=abs_tol)
@@ -224,6 +237,7 @@ def expect_function(reference: Callable, cases: list[Args], *, rel_tol: float = 
 
     ``mistakes`` pairs a typical wrong implementation with the hint to show when the learner's function agrees
     with it on a failing case. A function that returns ``...`` or raises NotImplementedError is "not attempted".
+    Tensors are compared with ``torch.allclose(rtol=rel_tol, atol=abs_tol)`` and never printed in the feedback.
     """
 
     def checker(func, *context):
@@ -239,12 +253,19 @@ def expect_function(reference: Callable, cases: list[Args], *, rel_tol: float = 
                 return f"{name}({case}) raised {type(err).__name__}: {err}"
             if is_placeholder(got):
                 raise NotAttempted
-            if _same(got, reference(*case.args, **case.kwargs), rel_tol, abs_tol):
+            want = reference(*case.args, **case.kwargs)
+            if _same(got, want, rel_tol, abs_tol):
                 continue
             for wrong, message in mistakes:
                 if _same(got, wrong(*case.args, **case.kwargs), rel_tol, abs_tol):
                     return message
-            return f"{name}({case}) returned {got!r}, which is not right yet."
+            if not _is_tensor(want):
+                return f"{name}({case}) returned {got!r}, which is not right yet."
+            if not _is_tensor(got):
+                return f"{name} should return a torch tensor, not a value of type {type(got).__name__}."
+            if got.shape != want.shape:
+                return f"{name} returned a tensor of shape {tuple(got.shape)}; it should have shape {tuple(want.shape)}."
+            return f"{name} differs from the reference on a hidden random case (shape {tuple(want.shape)})."
         return None
 
     return checker

@@ -73,25 +73,31 @@ class ExactMatch:
 
 def generate_answers(model, tokenizer, questions: list[str], *, max_new_tokens: int = 32,
                      batch_size: int = 16) -> list[str]:
-    """Greedy answers to chat-formatted questions, in batches with left padding."""
+    """Greedy answers to chat-formatted questions, in batches with left padding; the model is put in eval mode for
+    it and left in the mode it was in."""
     import torch
 
     from ..batches import prompt_text
 
+    if not questions:
+        raise LabkitError("generate_answers needs at least one question (a list of strings).")
     device = next(model.parameters()).device
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation continues from the right end of every row
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    was_training = model.training
+    model.eval()
     answers = []
     try:
         for i in range(0, len(questions), batch_size):
             prompts = [prompt_text(tokenizer, q) for q in questions[i:i + batch_size]]
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             with torch.no_grad():
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id)
             answers += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side
+        model.train(was_training)
     return [a.strip() for a in answers]
 
 

@@ -55,37 +55,14 @@ def is_refusal(text: str) -> bool:
     return any(marker in head for marker in REFUSAL_MARKERS)
 
 
-def generate_answers(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 48, batch_size: int = 8) -> list[str]:
-    """Greedy answers to ``prompts`` through the chat template, batched with left padding."""
-    import torch
-
-    if not prompts:
-        raise LabkitError("generate_answers needs at least one prompt.")
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                           tokenize=False) if tokenizer.chat_template else p + "\n" for p in prompts]
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    answers = []
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    return [a.strip() for a in answers]
-
-
 def refusal_table(model, tokenizer, rows: list[dict], **generate_kw):
     """One row per prompt: kind, category, the answer and whether it is a refusal."""
     import pandas as pd
 
-    answers = generate_answers(model, tokenizer, [r["prompt"] for r in rows], **generate_kw)
+    from ...training import generate_answers
+
+    answers = generate_answers(model, tokenizer, [r["prompt"] for r in rows], **{"max_new_tokens": 48, "batch_size": 8,
+                                                                                    **generate_kw})
     return pd.DataFrame([{**{k: r[k] for k in ("kind", "category", "prompt")}, "answer": a, "refused": is_refusal(a)}
                          for r, a in zip(rows, answers)])
 

@@ -3,9 +3,7 @@ importance score, and a 2:4 mask."""
 
 from __future__ import annotations
 
-from ...grading import Args, Exercise, NotAttempted, expect_function, is_placeholder
-
-# ---- a checker for functions that return tensors ---------------------------------------------------------------
+from ...grading import Args, Exercise, expect_function
 
 
 def _tensors(seed: int, shapes) -> list:
@@ -13,50 +11,6 @@ def _tensors(seed: int, shapes) -> list:
 
     gen = torch.Generator().manual_seed(seed)
     return [torch.randn(*s, generator=gen) for s in shapes]
-
-
-def expect_tensor_function(reference, cases, *, atol: float = 1e-5, mistakes=()):
-    """Like grading.expect_function, for functions returning a tensor: compared with torch.allclose (exact for
-    booleans); never prints the expected tensor."""
-
-    def same(got, want):
-        import torch
-
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return False
-        if want.dtype == torch.bool:
-            return got.dtype == torch.bool and bool((got == want).all())
-        return bool(torch.allclose(got.float(), want.float(), atol=atol, rtol=0))
-
-    def checker(func, *context):
-        import torch
-
-        if not callable(func):
-            return f"pass the function itself (no parentheses), not a value of type {type(func).__name__}."
-        name = getattr(func, "__name__", "your function")
-        for case in cases:
-            try:
-                got = func(*case.args, **case.kwargs)
-            except NotImplementedError:
-                raise NotAttempted from None
-            except Exception as err:  # noqa: BLE001  (any error in the learner's code becomes feedback)
-                return f"{name} raised {type(err).__name__}: {err}"
-            if is_placeholder(got):
-                raise NotAttempted
-            want = reference(*case.args, **case.kwargs)
-            if not isinstance(got, torch.Tensor):
-                return f"{name} should return a torch tensor, not a value of type {type(got).__name__}."
-            if got.shape != want.shape:
-                return f"{name} returned shape {tuple(got.shape)}; it should keep the input's shape."
-            if same(got, want):
-                continue
-            for wrong, message in mistakes:
-                if same(got, wrong(*case.args, **case.kwargs)):
-                    return message
-            return f"{name} differs from the reference on a hidden random case; check the rounding and clamping."
-        return None
-
-    return checker
 
 
 # ---- q1: zero-point quantize / de-quantize ------------------------------------------------------------------------
@@ -99,7 +53,7 @@ ZP_CASES = [Args(w, b) for w, b in zip(_tensors(5, [(8, 32), (16, 64), (4, 128),
 
 q1 = Exercise(
     "q1", lab="lab05", title="Zero-point quantize / de-quantize",
-    checker=expect_tensor_function(_zp_fake_quant, ZP_CASES, mistakes=[
+    checker=expect_function(_zp_fake_quant, ZP_CASES, abs_tol=1e-5, mistakes=[
         (_absmax_fake_quant, ("that is absmax (symmetric) quantization: zero-point maps each row's [min, max] onto "
                              "0 .. 2^bits - 1 with an integer zero point.")),
         (_zp_no_round_zero, "round the zero point to an integer too: it is stored as an integer code."),
@@ -153,7 +107,7 @@ WANDA_CASES = [Args(w, x) for w, x in zip(_tensors(7, [(8, 16), (4, 32), (16, 8)
 
 q3 = Exercise(
     "q3", lab="lab05", title="Wanda's importance score",
-    checker=expect_tensor_function(_wanda, WANDA_CASES, atol=1e-4, mistakes=[
+    checker=expect_function(_wanda, WANDA_CASES, abs_tol=1e-4, mistakes=[
         (lambda w, x: w.abs(), "that is plain magnitude: Wanda multiplies by each input channel's activation norm."),
         (lambda w, x: w.abs() * x.abs().mean(dim=0).reshape(1, -1), ("use the L2 norm of each input channel over the "
                                                                     "tokens, not the mean |x|.")),
@@ -204,7 +158,7 @@ MASK_CASES = [Args(w) for w in _tensors(9, [(4, 8), (8, 16), (2, 64)])]
 
 q4 = Exercise(
     "q4", lab="lab05", title="A 2:4 mask",
-    checker=expect_tensor_function(_mask24, MASK_CASES, mistakes=[
+    checker=expect_function(_mask24, MASK_CASES, mistakes=[
         (_mask_smallest, "that keeps the two smallest weights of each four: keep the two largest |w|."),
         (_mask_signed, "compare magnitudes |w|: a large negative weight should survive."),
         (_mask_row_half, "that keeps half of each row anywhere (unstructured): 2:4 keeps 2 in every 4 neighbours."),
