@@ -2,6 +2,8 @@
 measured, routing is counted per layer, the balancing loss is wired, and both fine-tuning targets learn on the real
 SmolLM2 after the calls the lab makes first."""
 
+import copy
+
 import pytest
 import torch
 
@@ -20,6 +22,12 @@ def tiny_llama():
 @pytest.fixture(scope="module")
 def smollm():
     return lk.load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def noisy_smollm(smollm):
+    """SmolLM2 upcycled as the lab's fast mode does (3 experts, top-2, 1% noise), built once: tests train copies."""
+    return moe.upcycle(smollm[0], 3, 2, noise=0.01)
 
 
 def test_upcycled_tiny_llama_computes_the_dense_output_and_counts_match(tiny_llama):
@@ -93,24 +101,25 @@ def _loss(model, batch):
         return model(**batch).loss.item()
 
 
-def test_identical_experts_give_the_router_no_gradient_and_noise_does(smollm):
-    dense, tokenizer = smollm
+def test_identical_experts_give_the_router_no_gradient_and_noise_does(tiny_llama, smollm, noisy_smollm):
+    dense, tokenizer = tiny_llama
     batch = _batch(tokenizer)
-    assert moe.router_grad_norm(moe.upcycle(dense, 3, 2), batch) < 1e-4
-    assert moe.router_grad_norm(moe.upcycle(dense, 3, 2, noise=0.01), batch) > 1e-3
+    assert moe.router_grad_norm(moe.upcycle(dense, 3, 2), batch) < 1e-6
+    assert moe.router_grad_norm(moe.upcycle(dense, 3, 2, noise=0.01), batch) > 1e-5
     # top-1 with renormalised gates: the one gate is always exactly 1, so the router gets no gradient even then
-    assert moe.router_grad_norm(moe.upcycle(dense, 2, 1, noise=0.01), batch) < 1e-4
+    assert moe.router_grad_norm(moe.upcycle(dense, 2, 1, noise=0.01), batch) < 1e-6
+    assert moe.router_grad_norm(noisy_smollm, _batch(smollm[1])) > 1e-3  # and on the lab's own model
 
 
 @pytest.mark.parametrize(("target", "lr", "factor"), [("experts", 1e-3, 0.7), ("router", 1e-2, 0.99)])
-def test_both_fine_tuning_targets_learn_on_smollm2(smollm, target, lr, factor):
-    dense, tokenizer = smollm
+def test_both_fine_tuning_targets_learn_on_smollm2(smollm, noisy_smollm, target, lr, factor):
+    tokenizer = smollm[1]
     batch = _batch(tokenizer)
-    model = moe.upcycle(dense, 3, 2, noise=0.01)
+    model = copy.deepcopy(noisy_smollm)
     model = moe.lora_on_experts(model) if target == "experts" else moe.router_only(model)
     lk.training.evaluate_loss(model, tokenizer, [{"instruction": "Convert 2 km to m.", "answer": "2000"}],
                               objective="sft", seq_len=96)  # the lab evaluates first
     before = _loss(model, batch)
     rows = lk.load_instructions()["train"].filter(lambda r: r["family"] == "convert_units").select(range(2))
-    lk.train(model, tokenizer, rows, num_steps=4, batch_size=2, seq_len=96, lr=lr, live_plot=False, progress=False)
+    lk.train(model, tokenizer, rows, num_steps=2, batch_size=2, seq_len=96, lr=lr, live_plot=False, progress=False)
     assert _loss(model, batch) < factor * before

@@ -127,28 +127,44 @@ def retrieved_rows(store: Store, questions: list, retriever: Retriever, k: int) 
             for q, ids in zip(questions, found)]
 
 
-def accuracy(model, tokenizer, rows: list[dict], *, max_new_tokens: int = 12) -> float:
-    """Share of generated answers that contain the reference answer (case-insensitive), greedy decoding."""
+def _hits(model, tokenizer, rows: list[dict], max_new_tokens: int) -> list[bool]:
+    """Per row: does the greedy answer contain the reference (case-insensitive)? Rows are generated shortest prompt
+    first, so that each batch pads little, and the hits come back in the rows' order."""
     from ...training import evaluate_exact_match
 
     if not rows:
         raise LabkitError("No rows to score: build them with raft_examples, closed_book or retrieved_rows.")
-    return evaluate_exact_match(model, tokenizer, rows, max_new_tokens=max_new_tokens, limit=len(rows),
-                                contains=True, ignore_case=True).score
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["question"]))
+    table = evaluate_exact_match(model, tokenizer, [rows[i] for i in order], max_new_tokens=max_new_tokens,
+                                 limit=len(rows), contains=True, ignore_case=True).table
+    hits = [False] * len(rows)
+    for i, hit in zip(order, table["correct"]):
+        hits[i] = bool(hit)
+    return hits
+
+
+def accuracy(model, tokenizer, rows: list[dict], *, max_new_tokens: int = 12) -> float:
+    """Share of generated answers that contain the reference answer (case-insensitive), greedy decoding."""
+    hits = _hits(model, tokenizer, rows, max_new_tokens)
+    return sum(hits) / len(hits)
 
 
 def evaluate_grid(model, tokenizer, store: Store, questions: list, retriever: Retriever, *, distractors: list,
-                  ks: list, label: str, seed: int = 1) -> list[dict]:
-    """Accuracy with the oracle plus each number of distractors, and with bm25s's top-k for each k."""
-    rows = []
+                  ks: list, label: str, seed: int = 1, max_new_tokens: int = 12) -> list[dict]:
+    """Accuracy with the oracle plus each number of distractors, and with bm25s's top-k for each k.
+
+    Every setting's prompts are answered in one batched generation, then scored setting by setting.
+    """
+    settings, rows = [], []
     for d in distractors:
-        test = raft_examples(store, questions, num_distractors=d, p_oracle=1.0, seed=seed)
-        rows.append({"model": label, "setting": "oracle + distractors", "distractors": d,
-                     "accuracy": accuracy(model, tokenizer, test)})
+        settings.append(({"model": label, "setting": "oracle + distractors", "distractors": d}, len(rows)))
+        rows += raft_examples(store, questions, num_distractors=d, p_oracle=1.0, seed=seed)
     for k in ks:
-        rows.append({"model": label, "setting": "bm25s top-k", "k": k, "recall": retriever.recall_at_k(questions, k),
-                     "accuracy": accuracy(model, tokenizer, retrieved_rows(store, questions, retriever, k))})
-    return rows
+        settings.append(({"model": label, "setting": "bm25s top-k", "k": k,
+                          "recall": retriever.recall_at_k(questions, k)}, len(rows)))
+        rows += retrieved_rows(store, questions, retriever, k)
+    hits = _hits(model, tokenizer, rows, max_new_tokens)
+    return [{**row, "accuracy": sum(hits[start:start + len(questions)]) / len(questions)} for row, start in settings]
 
 
 def plot_raft(results):
