@@ -57,6 +57,16 @@ def test_table_has_one_row_per_method_and_every_column(result):
     assert result.baseline["eval_loss"] > 0
 
 
+def test_live_tensors_are_what_the_prediction_forecasts(result):
+    """The table's live-tensor peak (one profiled step) is predict_memory's total less its fixed process overhead,
+    within 10% on the CPU (the resident peak, which also holds the allocator's cache, is not)."""
+    from labkit.meters.memory import CPU_OVERHEAD_BYTES
+
+    for name in ("lora", "qlora"):
+        row = result.table.loc[name]
+        assert row["live_mem_gib"] == pytest.approx(row["predicted_mem_gib"] - CPU_OVERHEAD_BYTES / 2**30, rel=0.10)
+
+
 def test_counts_and_storage_are_exact(result):
     table = result.table
     assert table.loc["lora", "trainable"] == TINY_LORA_R8 == table.loc["qlora", "trainable"]

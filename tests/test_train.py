@@ -319,6 +319,7 @@ CHECKS = [
     ("report_to", "wandb", "report_to must be one of .none., .tensorboard. \\(the kit.s tracker is TensorBoard\\)",
      "tensorboard"),
     ("exact_memory", "no", "exact_memory must be True or False", True),
+    ("live_memory", 1, "live_memory must be True or False", True),
     ("early_stopping_patience", 0, "early_stopping_patience must be a positive whole number or None", None),
 ]
 

@@ -61,8 +61,8 @@ class TrainConfig:
     live_plot: bool = True  # in a notebook, redraw the loss curve as training runs
     progress: bool = True  # show a progress bar
     label: str = "run"  # name of the run in plots and tables
-    exact_memory: bool = False  # CPU: freed memory returns to the OS so the peak tracks live tensors, and step 2's live
-    # peak is profiled into live_peak_mem_gib (slower)
+    exact_memory: bool = False  # CPU: freed memory returns to the OS so the peak tracks live tensors (every step slower)
+    live_memory: bool = False  # CPU: profile step 2's live tensors into live_peak_mem_gib (that one step slower)
     report_to: str = "none"  # "tensorboard": log the run to the kit's tracker (labkit.tracker), named after label
 
     def __post_init__(self):
@@ -97,7 +97,7 @@ class TrainConfig:
         if self.mixed_precision not in PRECISIONS:
             raise LabkitError(f"Unknown mixed_precision {self.mixed_precision!r}: use one of {', '.join(PRECISIONS)}.")
         check_seed(self.seed)
-        for name in ("grad_checkpointing", "live_plot", "progress", "exact_memory"):
+        for name in ("grad_checkpointing", "live_plot", "progress", "exact_memory", "live_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise LabkitError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if self.report_to not in REPORT_TO:

@@ -31,7 +31,7 @@ class TrainResult:
     stopped_early: bool = False  # early stopping ran out of patience before config.num_steps
     tracker_run: str | None = None  # report_to="tensorboard": the run's name in labkit.tracker
     live_peak_mem_gib: float = math.nan  # peak of live tensors above the start, what predict_memory predicts. CUDA:
-    # peak_mem_gib. CPU, only with exact_memory=True (NaN otherwise): step 2 profiled with torch.profiler's memory
+    # peak_mem_gib. CPU, only with live_memory=True (NaN otherwise): step 2 profiled with torch.profiler's memory
     # events, plus the optimizer state held before it
 
     @property
@@ -119,8 +119,9 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     On the CPU the peak is the process's peak resident size, which includes memory the C allocator keeps for
     reuse. ``exact_memory=True`` makes freed memory go back to the OS (meters.pin_glibc_allocator), so the peak
     tracks live tensors as meters.predict_memory does; training is then slower (every large tensor is a fresh
-    mapping: 1.3-1.7x longer per step for SmolLM2 on the course machine) until the run ends. It also profiles step 2
-    to report ``live_peak_mem_gib``, the peak of live tensors alone.
+    mapping: 1.3-1.7x longer per step for SmolLM2 on the course machine) until the run ends. ``live_memory=True``
+    instead profiles one step (step 2) and reports ``live_peak_mem_gib``, the peak of live tensors alone, beside the
+    resident peak; only that step runs slower.
 
     >>> result = train(model, tokenizer, lk.data.load_instructions()["train"], num_steps=20)  # doctest: +SKIP
     >>> result = train(model, tokenizer, data, config=TrainConfig(num_steps=20, schedule="cosine"))  # doctest: +SKIP
@@ -188,8 +189,8 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     best = {"loss": math.inf, "step": None, "waited": 0, "weights": None}  # early stopping's memory
     tokens, eval_time_s = 0, 0.0
     model.train()
-    # exact_memory on the CPU: the step whose live peak is read (profiling costs a step's time again, so opt-in)
-    live_step, live_bytes = (min(2, num_steps) if device.type == "cpu" and cfg.exact_memory else 0), None
+    # live_memory on the CPU: the step whose live peak is read (profiling slows that step, so it is opt-in)
+    live_step, live_bytes = (min(2, num_steps) if device.type == "cpu" and cfg.live_memory else 0), None
     with training_layout(model), measure_peak_memory(pin_allocator=cfg.exact_memory) as peak, \
             contextlib.ExitStack() as live_block:
         start = time.perf_counter()

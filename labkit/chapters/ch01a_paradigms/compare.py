@@ -156,8 +156,11 @@ COLUMNS = {
     "trainable_pct": "100 * trainable / all parameters of the model",
     "stored_bytes": "size of the safetensors file save_trainable wrote (one task's checkpoint)",
     "weights_gib": "bytes of the model's tensors in memory (a 4-bit base is counted packed)",
-    "train_mem_gib": "measured peak of training above the loaded model (gradients, optimizer, activations)",
+    "train_mem_gib": "measured peak of training above the loaded model (gradients, optimizer, activations): the "
+                     "resident size on the CPU, which also holds memory the C allocator keeps for reuse",
     "peak_mem_gib": "weights_gib + train_mem_gib: the peak while training",
+    "live_mem_gib": "weights_gib + the peak of live tensors in one profiled training step (lk.train's live_memory; "
+                    "on CUDA the same as peak_mem_gib): what predicted_mem_gib forecasts",
     "predicted_mem_gib": "meters.predict_memory for the same setting (total, weights included)",
     "time_per_step_s": "training wall time per optimizer step",
     "final_loss": "training loss at the last step",
@@ -171,7 +174,8 @@ COLUMNS = {
     "note": "what to know about this row",
 }
 VIEW = {"trainable_pct": "% params updated", "stored_bytes": "storage per task (bytes)",
-        "peak_mem_gib": "peak train mem (GiB)", "predicted_mem_gib": "predicted (GiB)", "time_per_step_s": "s / step",
+        "peak_mem_gib": "peak train mem, resident (GiB)", "live_mem_gib": "live tensors (GiB)",
+        "predicted_mem_gib": "predicted (GiB)", "time_per_step_s": "s / step",
         "quality": "quality (acc)", "eval_loss": "eval loss", "latency_overhead_pct": "latency +% (unmerged)",
         "merged_latency_ms": "merged latency (ms)", "note": "note"}
 
@@ -433,7 +437,7 @@ def _run_one(name, task, cfg, model, tokenizer, model_name, device, dtype, confi
     try:
         result = train(adapted, tokenizer, task.probe_train if is_probe else task.train, num_steps=cfg.num_steps,
                        batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr_for(name), seed=cfg.seed,
-                       live_plot=False, progress=progress, label=name)
+                       live_plot=False, progress=progress, label=name, live_memory=True)
     except torch.cuda.OutOfMemoryError:
         _free(adapted)
         return _empty_row("out of memory", f"training {name} did not fit in this GPU's memory at this budget.")
@@ -445,6 +449,7 @@ def _run_one(name, task, cfg, model, tokenizer, model_name, device, dtype, confi
     row = {"status": "trained", "trainable": summary.trainable, "trainable_pct": summary.trainable_pct,
            "stored_bytes": stored, "weights_gib": weights / GIB, "train_mem_gib": result.peak_mem_gib,
            "peak_mem_gib": weights / GIB + result.peak_mem_gib,
+           "live_mem_gib": weights / GIB + result.live_peak_mem_gib,
            "predicted_mem_gib": _predicted_gib(config, name, kwargs, cfg, dtype, device),
            "time_per_step_s": result.time_per_step_s, "final_loss": result.final_loss, "quality": quality,
            "eval_loss": eval_loss,
