@@ -6,6 +6,9 @@ BIN    := $(VENV)/bin
 # base Python can already import (conda, Colab) is reused instead of downloading another one.
 TORCH  ?= torch==2.13.0
 PORT   ?= 8888
+# `make test` runs in this many pytest-xdist workers (each with its share of the cores); WORKERS=0 runs in one process.
+WORKERS ?= 2
+PYTEST := LABKIT_FAST=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(WORKERS) --dist loadgroup
 # Browser tests drive Debian's Chromium (/usr/bin/chromium) through Playwright; the version comes from constraints.txt.
 PLAYWRIGHT ?= playwright
 export HF_HUB_OFFLINE ?= 1
@@ -52,20 +55,20 @@ tracker: setup  ## TensorBoard over every run lk.train logged with report_to="te
 	$(BIN)/python -m labkit.tracker --port $(TRACKER_PORT)
 
 test: setup  ## unit tests + every notebook (solution and learner versions), offline, fast mode
-	LABKIT_FAST=1 $(BIN)/python -m pytest tests labs --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+	$(PYTEST) tests labs --nbval-lax --nbval-cell-timeout=900
 
 test-unit: setup
-	LABKIT_FAST=1 $(BIN)/python -m pytest tests -p no:cacheprovider
+	$(PYTEST) tests
 
 test-labs: setup
-	LABKIT_FAST=1 $(BIN)/python -m pytest labs --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+	$(PYTEST) labs --nbval-lax --nbval-cell-timeout=900
 
 test-quick: setup  ## unit tests + one lab (solution and learner) while working on it: make test-quick LAB=01a
 	@if [ -z "$(strip $(LAB_NOTEBOOKS))" ]; then \
 		echo "Name a lab: make test-quick LAB=01a (labs: $(notdir $(basename $(wildcard labs/solutions/*.ipynb))))"; \
 		exit 2; fi
-	LABKIT_FAST=1 $(BIN)/python -m pytest tests --ignore=tests/browser $(LAB_NOTEBOOKS) --nbval-lax \
-		--nbval-cell-timeout=900 -p no:cacheprovider
+	$(PYTEST) tests --ignore=tests/browser $(LAB_NOTEBOOKS) --nbval-lax \
+		--nbval-cell-timeout=900
 
 lab-times: setup  ## fast-mode seconds of every lab (or LAB="00 12"), solution and learner, against the 60 s budget
 	$(BIN)/python benchmarks/lab_times.py $(LAB)
