@@ -184,6 +184,23 @@ class _quiet_loading:
             logging.enable_progress_bar()
 
 
+def _saved_once(model, folder: Path) -> Path:
+    """Save ``model`` to ``folder`` unless it is there; a half-written folder is never seen by another process (the
+    save goes to a temporary folder beside it, then one rename publishes it)."""
+    if (folder / "model.safetensors").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as tmp:
+        model.save_pretrained(tmp)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # the folder is there: another process published it meanwhile, or an old save broke off
+            if not (folder / "model.safetensors").exists():
+                shutil.rmtree(folder)
+                os.rename(tmp, folder)
+    return folder
+
+
 def load_model(name: str, *, quantization: str | None = None, device: str = "auto", dtype="auto"):
     """Load a preset or hub model with its tokenizer, quantized with bitsandbytes if asked.
 
@@ -197,10 +214,7 @@ def load_model(name: str, *, quantization: str | None = None, device: str = "aut
     if preset is not None and preset.kind == "tiny":
         if quant_cfg is not None:  # bitsandbytes quantizes while loading, so round-trip through a folder
             model, tokenizer = _build_tiny(preset)
-            folder = cache_dir() / "models" / name
-            if not (folder / "model.safetensors").exists():
-                model.save_pretrained(folder)
-            source = folder
+            source = _saved_once(model, cache_dir() / "models" / name)
         else:
             model, tokenizer = _build_tiny(preset)
             return model.to(device=device, dtype=torch_dtype).eval(), tokenizer

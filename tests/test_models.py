@@ -1,9 +1,11 @@
+from pathlib import Path
+
 import pytest
 import torch
 
 from labkit import LabkitError
 from labkit.core import resolve_device, resolve_dtype
-from labkit.models import MODEL_PRESETS, bitsandbytes_works, chat, load_model
+from labkit.models import MODEL_PRESETS, _saved_once, bitsandbytes_works, chat, load_model
 
 
 def test_smollm2_answers_offline_and_reloads_from_the_cache(monkeypatch):
@@ -86,3 +88,24 @@ def test_int8_inference_does_not_flood_the_notebook(caplog):
     with caplog.at_level("WARNING"), torch.no_grad():
         model(torch.tensor([[1, 2, 3]]))
     assert not [r for r in caplog.records if "MatMul8bitLt" in r.getMessage()]
+
+
+class _Saver:
+    def __init__(self, text):
+        self.text = text
+
+    def save_pretrained(self, folder):
+        (Path(folder) / "model.safetensors").write_text(self.text)
+
+
+def test_a_saved_model_is_published_whole_once(tmp_path):
+    folder = tmp_path / "models" / "tiny"
+    assert _saved_once(_Saver("first"), folder) == folder
+    _saved_once(_Saver("second"), folder)  # already there: kept, not rewritten under a reader
+    assert (folder / "model.safetensors").read_text() == "first"
+    broken = tmp_path / "models" / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")  # a save that broke off before the weights
+    _saved_once(_Saver("whole"), broken)
+    assert sorted(p.name for p in broken.iterdir()) == ["model.safetensors"]
+    assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
