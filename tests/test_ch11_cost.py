@@ -189,3 +189,21 @@ def test_matmul_peak_is_measured_and_checked():
         measure_matmul_tflops(dtype="int4")
     with pytest.raises(LabkitError, match="size"):
         measure_matmul_tflops(size=0)
+    with pytest.raises(LabkitError, match="max_seconds"):
+        measure_matmul_tflops(max_seconds=0)
+
+
+def test_matmul_peak_stops_at_its_time_budget(monkeypatch):
+    from labkit.meters import compute
+
+    ticks = []  # a clock that moves one second per reading: every product "takes" a second
+
+    def clock():
+        ticks.append(None)
+        return float(len(ticks))
+
+    monkeypatch.setattr(compute.time, "perf_counter", clock)
+    assert compute.measure_matmul_tflops(size=64, repeats=8, max_seconds=2.5) == 2 * 64**3 / 1 / 1e12
+    # read at the start, as the warm-up and the first timed product begin, as it ends, and once for the budget: 5
+    # readings and then it stops (ignoring the budget, 8 timed products would read the clock 26 times)
+    assert len(ticks) == 5

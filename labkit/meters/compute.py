@@ -55,21 +55,26 @@ def estimate_cost(flops: float, hardware="A100-80GB", dtype: str = "bf16", *, mf
     return estimate_time_s(flops, hardware, dtype, mfu=mfu) / 3600 * get_hardware(hardware).usd_per_hour
 
 
-def measure_matmul_tflops(*, dtype: str = "fp32", size: int = 1024, repeats: int = 8, device: str = "cpu") -> float:
+def measure_matmul_tflops(*, dtype: str = "fp32", size: int = 1024, repeats: int = 8, device: str = "cpu",
+                          max_seconds: float = 3.0) -> float:
     """This machine's matmul speed in TFLOP/s: the best of ``repeats`` timed ``size`` x ``size`` products.
 
     A square matmul does 2·size³ FLOPs. The best time, not the mean, estimates what the hardware can do when
-    nothing else runs; this is the peak a run's MFU (model FLOPs utilisation) is measured against.
+    nothing else runs; this is the peak a run's MFU (model FLOPs utilisation) is measured against. Timing stops
+    early once ``max_seconds`` have gone (after at least one timed product): a CPU without bf16 instructions
+    emulates bf16 some 50x slower than fp32, and eight such products would take the better part of a minute.
     """
     import torch
 
     positive_int("size", size, "try 1024")
     positive_int("repeats", repeats, "try 8")
+    if not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
+        raise LabkitError(f"max_seconds must be a positive number of seconds (try 3), got {max_seconds!r}.")
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if dtype not in dtypes:
         raise LabkitError(f"Unknown dtype {dtype!r} for the matmul benchmark: use one of {', '.join(dtypes)}.")
     a, b = (torch.randn(size, size, device=device).to(dtypes[dtype]) for _ in range(2))
-    best = float("inf")
+    best, began = float("inf"), time.perf_counter()
     for i in range(repeats + 1):  # the first product warms up the kernels and is not timed
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -79,6 +84,8 @@ def measure_matmul_tflops(*, dtype: str = "fp32", size: int = 1024, repeats: int
             torch.cuda.synchronize()
         if i:
             best = min(best, time.perf_counter() - start)
+            if time.perf_counter() - began > max_seconds:
+                break
     return 2 * size**3 / best / 1e12
 
 
