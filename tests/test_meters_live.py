@@ -87,6 +87,7 @@ def test_train_reports_the_live_peak_next_to_the_resident_one():
     assert result.peak_mem_gib > 0 and "resident" in repr(result) and "live" in repr(result)
     plain = lk.train(model, tokenizer, data, num_steps=1, batch_size=2, seq_len=32, progress=False, live_plot=False)
     assert math.isnan(plain.live_peak_mem_gib)  # the profiled step is opt-in: it slows that step
+    assert "GiB live" not in repr(plain) and "GiB live" in repr(result)  # no "nan GiB live" when not measured
 
 
 @pytest.mark.parametrize("method,kw", [("full", {}), ("lora", {"rank": 4, "target_modules": "all-linear"})])

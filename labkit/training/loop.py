@@ -62,9 +62,10 @@ class TrainResult:
         return plots.loss_curves({self.label: self.history})
 
     def __repr__(self) -> str:
+        live = "" if math.isnan(self.live_peak_mem_gib) else f", {self.live_peak_mem_gib:.2f} GiB live"
         return (f"TrainResult({self.label!r}: {self.num_steps} steps, loss {self.history['loss'].iloc[0]:.3f} -> "
-                f"{self.final_loss:.3f}, {self.tokens_per_s:.0f} tokens/s, peak {self.peak_mem_gib:.2f} GiB resident, "
-                f"{self.live_peak_mem_gib:.2f} GiB live)")
+                f"{self.final_loss:.3f}, {self.tokens_per_s:.0f} tokens/s, peak {self.peak_mem_gib:.2f} GiB resident"
+                f"{live})")
 
 
 def _optimizer(params, name: str, lr: float, weight_decay: float):
