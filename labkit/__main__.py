@@ -8,7 +8,7 @@ USAGE = """usage: python -m labkit COMMAND [options]
 
 commands:
   doctor    check this machine: versions, device, 4-bit support, offline model cache, data
-  prepare   convert the packaged SmolLM2 model into the offline cache (done once, ~20 s)
+  prepare   convert the packaged SmolLM2 model into the offline cache and compile DeepSpeed's CPU op (once, ~1 min)
   build     rebuild the learner notebooks in labs/ from labs/solutions/ (--check: fail if stale)
   grade     grade learner notebooks without touching them (PATH... [--json F] [--csv F])
 """
@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         from .models import prepare_offline_model
 
         print(f"offline model ready at {prepare_offline_model(force='--force' in rest)}")
+        from .chapters.ch06_distributed.launch import build_deepspeed_ops
+
+        op = build_deepspeed_ops()  # lab 06's launches would otherwise compile it on their first run
+        if op is not None:
+            print(f"DeepSpeed's CPU shared-memory op ready at {op}")
         return 0
     if command == "build":
         from .notebooks import build_main

@@ -1,6 +1,7 @@
 """Lab 06's launcher: bad input, a timeout that leaves no process behind, and one real 2-rank torchrun launch whose
 DDP losses match one process and whose runs learn."""
 
+import os
 import subprocess
 import sys
 import time
@@ -89,3 +90,29 @@ def test_real_torchrun_launch_matches_one_process_and_learns(tmp_path):
     assert local_adapters == pytest.approx(4 * lora[0]["trainable_params"] / 2, rel=0.01)
     assert lora[0]["param_bytes"] == pytest.approx(4 * n / 2 + local_adapters, rel=0.01)
     assert lora[0]["grad_bytes"] == local_adapters and lora[0]["optim_bytes"] == 2 * local_adapters
+
+
+def test_each_environment_compiles_deepspeed_ops_in_its_own_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(sys, "prefix", "/one/checkout/.venv")
+    one = L.extensions_dir()
+    monkeypatch.setattr(sys, "prefix", "/another/checkout/.venv")
+    another = L.extensions_dir()
+    assert one != another and one.parent == another.parent == tmp_path / "torch_extensions"
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_popen(command, env, **kwargs):
+        seen.update(env)
+        raise Stop
+
+    monkeypatch.setattr(L.subprocess, "Popen", fake_popen)
+    with pytest.raises(Stop):
+        L.launch("deepspeed", ["zero1"], job=JOB, timeout_s=5, workdir=tmp_path / "run")
+    assert seen["TORCH_EXTENSIONS_DIR"] == str(another)  # the launched ranks compile and find it there
+    assert seen["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)  # with this environment's ninja
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))
+    assert L.extensions_dir() == tmp_path / "mine"  # the user's choice wins
