@@ -132,10 +132,15 @@ def scalars(run: str):
 
 
 def _hparams(acc) -> dict:
-    """The run's settings as TensorBoard stored them (the hparams plugin's session-start record)."""
+    """The run's settings as TensorBoard stored them (the hparams plugin's session-start record); {} for a run that
+    has none (stopped before its first write, or logged by another program)."""
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    for content in acc.PluginTagToContent("hparams").values():
+    try:
+        contents = acc.PluginTagToContent("hparams")
+    except KeyError:
+        return {}
+    for content in contents.values():
         data = plugin_data_pb2.HParamsPluginData.FromString(content)
         if data.HasField("session_start_info"):
             out = {}

@@ -51,6 +51,19 @@ def test_runs_are_found_by_config_and_names_never_clash(logs):
         tracker.find_runs()
 
 
+def test_a_run_without_settings_is_listed_too(logs):
+    # a run stopped before it wrote its settings, or event files from another program, must not hide the others
+    from torch.utils.tensorboard import SummaryWriter
+
+    bare = SummaryWriter(str(logs / "bare"))
+    bare.add_scalar("train/loss", 3.0, 1)
+    bare.close()
+    _write("lora-r8", {"method": "lora"}, [2.0])
+    table = tracker.runs()
+    assert list(table["run"]) == ["bare", "lora-r8"] and table.loc[1, "method"] == "lora"
+    assert list(tracker.find_runs(method="lora")["run"]) == ["lora-r8"]
+
+
 def test_bad_names_and_missing_runs_get_clear_errors(logs):
     with pytest.raises(LabkitError, match="becomes a folder"):
         tracker.RunWriter("../escape", {})
