@@ -124,6 +124,12 @@ def test_drift_signals():
     moved = drift.drift_report(rows, long_rows, ref, rng.normal(0.8, 1, size=(60, 16)), labels=["a", "b"])
     assert same.alerts == []
     assert len(moved.alerts) == 3 and all(moved.table["alert"])
+    # a new slice larger than the reference, from the same population: chance gives a shift of about
+    # sqrt(1/300 + 1/100) = 0.115 spreads, so the threshold is above 0 and no alert is raised
+    bigger = rng.normal(size=(300, 16))
+    threshold = drift.shift_threshold(ref[:100], sample=300)
+    assert 0.1 < threshold < 0.3 and drift.embedding_shift(ref[:100], bigger) < threshold
+    assert drift.embedding_shift(ref[:100], bigger + 0.3) > threshold  # 0.3 per dimension: a 0.3-spread shift
 
 
 @pytest.mark.parametrize("call", [

@@ -61,13 +61,17 @@ def embedding_shift(reference_vectors, new_vectors) -> float:
 
 
 def shift_threshold(reference_vectors, *, sample: int, quantile: float = 0.99, trials: int = 200, seed: int = 0):
-    """The alert threshold for ``embedding_shift``: the ``quantile`` of the shift between the reference and random
-    samples of ``sample`` of its own items (what chance alone gives at that sample size)."""
+    """The alert threshold for ``embedding_shift``: the ``quantile`` of the shift between two slices drawn from the
+    reference's own items (with replacement: one as large as the reference, one of ``sample`` items). That is what
+    chance alone gives when both slices come from the same population, the reference's sampling noise included and
+    for any ``sample``, even one larger than the reference."""
     import numpy as np
 
     ref = np.asarray(reference_vectors, dtype=float)
+    if not isinstance(sample, int) or sample < 1:
+        raise LabkitError(f"sample is the new slice's number of items, a whole number >= 1; got {sample!r}.")
     rng = np.random.default_rng(seed)
-    shifts = [embedding_shift(ref, ref[rng.choice(len(ref), size=min(sample, len(ref)), replace=False)])
+    shifts = [embedding_shift(ref[rng.integers(len(ref), size=len(ref))], ref[rng.integers(len(ref), size=sample)])
               for _ in range(trials)]
     return float(np.quantile(shifts, quantile))
 
