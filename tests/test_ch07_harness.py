@@ -1,6 +1,7 @@
 """Lab 07's lm-eval tasks: written from the kit's data, run offline with simple_evaluate on an in-memory model and
 on a LoRA adapter folder (peft=), and compared item by item with the kit's own scoring."""
 
+import numpy as np
 import pytest
 
 from labkit.chapters.ch07_evaluation import harness, scoring
@@ -93,3 +94,25 @@ def test_kit_scores_and_compare_reject_bad_input(tiny):
         scoring.compare_items(a, a.iloc[[1, 0]])
     with pytest.raises(LabkitError):
         scoring.label_logits(model, tokenizer, [])
+
+
+@pytest.mark.parametrize("n_texts", [1, 5])
+def test_label_logits_with_the_shared_prefix_cached_match_full_forward_passes(tiny, n_texts):
+    """The prompts' common prefix runs once and its cache is reused; each message's logits must equal a plain
+    forward pass of its whole prompt (fp32, different summation order: far below 1e-4)."""
+    import torch
+
+    from labkit.batches import prompt_text
+    from labkit.data import INTENT_LABELS
+
+    model, tokenizer = tiny
+    texts = ["hi", "my dragon ran off last night", "the bill is wrong", "book me a flight to the coast please", "fire"]
+    texts = texts[:n_texts]
+    got = scoring.label_logits(model, tokenizer, texts, batch_size=2)  # a partial last batch, padding in each
+    firsts = scoring.label_first_tokens(tokenizer, INTENT_LABELS)
+    for row, text in enumerate(texts):
+        prompt = prompt_text(tokenizer, scoring.INTENT_PROMPT.format(labels=", ".join(INTENT_LABELS), text=text))
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+        with torch.no_grad():
+            want = model(input_ids=ids).logits[0, -1, firsts].numpy()
+        np.testing.assert_allclose(got[row], want, atol=1e-4, rtol=0)

@@ -37,7 +37,12 @@ def label_first_tokens(tokenizer, labels) -> list[int]:
 def label_logits(model, tokenizer, texts, *, batch_size: int = 16):
     """Logits of each intent label's first token after the chat-formatted prompt: a numpy array [n, 8].
 
-    One forward pass per message (lm-eval's multiple choice runs one per label and sums every token)."""
+    One forward pass per message (lm-eval's multiple choice runs one per label and sums every token). Every prompt
+    starts with the same ~60 tokens (system prompt, instruction, label list), so they run once and their keys and
+    values are reused (a prefix cache): each message then costs only its own ~15 tokens, about 2.5x faster on a CPU,
+    with the same logits up to fp32 rounding (tested against full forward passes)."""
+    import copy
+
     import numpy as np
     import torch
 
@@ -49,21 +54,38 @@ def label_logits(model, tokenizer, texts, *, batch_size: int = 16):
         raise LabkitError("No messages to score: pass at least one text.")
     firsts = torch.tensor(label_first_tokens(tokenizer, INTENT_LABELS))
     choices = ", ".join(INTENT_LABELS)
+    ids = [tokenizer(prompt_text(tokenizer, INTENT_PROMPT.format(labels=choices, text=t)),
+                     add_special_tokens=False).input_ids for t in texts]
+    shared = 0  # tokens every prompt starts with; each keeps at least its last token to run
+    while shared < min(map(len, ids)) - 1 and all(x[shared] == ids[0][shared] for x in ids):
+        shared += 1
     device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = []
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
     was_training = model.training
     model.eval()
     try:
-        for i in range(0, len(texts), batch_size):
-            prompts = [prompt_text(tokenizer, INTENT_PROMPT.format(labels=choices, text=t))
-                       for t in texts[i:i + batch_size]]
-            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with torch.no_grad():
-                logits = model(**enc, logits_to_keep=1).logits[:, -1]
-            out.append(logits[:, firsts.to(device)].float().cpu().numpy())
+        with torch.no_grad():
+            prefix = model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True).past_key_values
+            for i in range(0, len(ids), batch_size):
+                rest = [x[shared:] for x in ids[i:i + batch_size]]
+                width = max(map(len, rest))
+                # left-padded, so every row's last token is the last column; positions continue after the prefix
+                input_ids = torch.full((len(rest), width), pad_id, dtype=torch.long)
+                mask = torch.ones((len(rest), shared + width), dtype=torch.long)
+                positions = torch.arange(shared, shared + width).repeat(len(rest), 1)
+                for row, x in enumerate(rest):
+                    pad = width - len(x)
+                    input_ids[row, pad:] = torch.tensor(x)
+                    mask[row, shared:shared + pad] = 0
+                    positions[row] -= pad
+                cache = copy.deepcopy(prefix)
+                cache.batch_repeat_interleave(len(rest))
+                logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                               position_ids=positions.clamp(min=shared).to(device), past_key_values=cache,
+                               logits_to_keep=1).logits[:, -1]
+                out.append(logits[:, firsts.to(device)].float().cpu().numpy())
     finally:
-        tokenizer.padding_side = side
         model.train(was_training)
     return np.concatenate(out)
 
