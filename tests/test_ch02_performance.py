@@ -115,6 +115,18 @@ def test_a_lever_that_fails_reports_its_error(tiny, batches, monkeypatch):
     assert math.isnan(ladder.ladder_table([result]).loc["compile", "tokens_per_s"])
 
 
+def test_bf16_on_a_cpu_that_emulates_it_is_skipped_only_when_asked(tiny, batches, monkeypatch):
+    model, _ = tiny
+    monkeypatch.setattr(ladder, "cpu_has_bf16", lambda: False)
+    skipped = ladder.run_rung(model, batches, "bf16", num_steps=1, live_peak=False, emulated_bf16=False)
+    assert not skipped.ran and "no bf16 arithmetic" in skipped.error and skipped.losses == []
+    ran = ladder.run_rung(model, batches, "bf16", num_steps=1, live_peak=False)  # the default runs it anyway
+    assert ran.ran and len(ran.losses) == 2
+    monkeypatch.setattr(ladder, "cpu_has_bf16", lambda: True)  # a CPU with AVX512-BF16 or AMX runs it
+    assert ladder.run_rung(model, batches, "bf16", num_steps=1, live_peak=False, emulated_bf16=False).ran
+    assert ladder.run_rung(model, batches, "sgd", num_steps=1, live_peak=False, emulated_bf16=False).ran
+
+
 def test_eager_scores_are_the_quadratic_term(tiny):
     model, _ = tiny
     cfg = model.config

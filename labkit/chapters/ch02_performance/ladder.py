@@ -223,11 +223,22 @@ def predict_step_gib(config, settings: StepSettings, batch_size: int, seq_len: i
     return total / GIB
 
 
+def cpu_has_bf16() -> bool:
+    """True where this CPU does bf16 arithmetic in hardware (AVX512-BF16 or AMX tiles). Elsewhere torch emulates
+    bf16 matmuls through fp32, far slower than fp32 itself (``lk.meters.measure_matmul_tflops`` shows both)."""
+    import torch
+
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
 def run_rung(base_model, batches, lever: str, *, num_steps: int = 3, base: StepSettings = PLAIN,
-             live_peak: bool = True, compile_backend: str = "inductor") -> RungResult:
+             live_peak: bool = True, compile_backend: str = "inductor", emulated_bf16: bool = True) -> RungResult:
     """Run ``num_steps`` optimizer steps (plus one warm-up) of ``base`` with ``lever`` on; measure them.
 
     A lever that cannot run here (no compiler, no bitsandbytes) gives ``ran=False`` and the caught error.
+    ``emulated_bf16=False`` skips a bf16 step on a CPU without bf16 arithmetic (``cpu_has_bf16``), saying why: on
+    SmolLM2 one such step takes about a minute on a 2-core AVX2 CPU.
     """
     from .profile import profile_step
 
@@ -242,6 +253,12 @@ def run_rung(base_model, batches, lever: str, *, num_steps: int = 3, base: StepS
                         predicted_gib=predict_step_gib(base_model.config, settings, batch_size, seq_len))
     if settings.compile:
         result.note = f"torch.compile backend {compile_backend!r}"
+    device = next(base_model.parameters()).device
+    if settings.precision == "bf16" and device.type == "cpu" and not emulated_bf16 and not cpu_has_bf16():
+        result.error = ("skipped: this CPU has no bf16 arithmetic (AVX512-BF16 or AMX), so torch emulates every bf16 "
+                        "matmul far slower than fp32 (see the matmul peaks below); it runs on a GPU, on a bf16 CPU, "
+                        "or here with emulated_bf16=True")
+        return result
     try:
         runner, params = prepare(base_model, settings, compile_backend=compile_backend)
         lr = LR[settings.method]
@@ -266,8 +283,9 @@ def run_rung(base_model, batches, lever: str, *, num_steps: int = 3, base: StepS
 
 
 def run_ladder(base_model, batches, levers=tuple(LEVERS), *, num_steps: int = 3, live_peak: bool = True,
-               compile_backend: str = "inductor", progress: bool = True):
-    """Every rung in ``levers`` (the plain step first), as a table: one row per rung, ratios against plain."""
+               compile_backend: str = "inductor", progress: bool = True, emulated_bf16: bool = True):
+    """Every rung in ``levers`` (the plain step first), as a table: one row per rung, ratios against plain.
+    ``emulated_bf16``: see ``run_rung``."""
 
     levers = list(levers)
     unknown = [lever for lever in levers if lever not in LEVERS]
@@ -283,7 +301,7 @@ def run_ladder(base_model, batches, levers=tuple(LEVERS), *, num_steps: int = 3,
         iterator = tqdm(levers, desc="ladder")
     for lever in iterator:
         results.append(run_rung(base_model, batches, lever, num_steps=num_steps, live_peak=live_peak,
-                                compile_backend=compile_backend))
+                                compile_backend=compile_backend, emulated_bf16=emulated_bf16))
     return ladder_table(results)
 
 
