@@ -40,6 +40,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 setup: $(STAMP)  ## install everything and prepare the offline model cache
 	$(BIN)/python -m labkit prepare
+	$(BIN)/python -m labkit.chapters.ch06_distributed.launch  # DeepSpeed's CPU op, compiled once
 
 lab: setup  ## open the labs in JupyterLab (stop it with Ctrl-C twice)
 	$(BIN)/jupyter lab --notebook-dir=labs --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -8,7 +8,7 @@ USAGE = """usage: python -m labkit COMMAND [options]
 
 commands:
   doctor    check this machine: versions, device, 4-bit support, offline model cache, data
-  prepare   convert the packaged SmolLM2 model into the offline cache and compile DeepSpeed's CPU op (once, ~1 min)
+  prepare   convert the packaged SmolLM2 model into the offline cache (done once, ~20 s)
   build     rebuild the learner notebooks in labs/ from labs/solutions/ (--check: fail if stale)
   grade     grade learner notebooks without touching them (PATH... [--json F] [--csv F])
 """
@@ -29,16 +29,6 @@ def main(argv: list[str] | None = None) -> int:
         from .models import prepare_offline_model
 
         print(f"offline model ready at {prepare_offline_model(force='--force' in rest)}")
-        from .chapters.ch06_distributed.launch import build_deepspeed_ops
-
-        try:
-            op = build_deepspeed_ops()  # lab 06's launches would otherwise compile it on their first run
-        except Exception as err:  # noqa: BLE001 (the model is ready; lab 06 will try the build again and show why)
-            print(f"labkit: DeepSpeed's CPU op did not compile now ({type(err).__name__}: {err}); lab 06's first "
-                  "DeepSpeed launch will try again", file=sys.stderr)
-        else:
-            if op is not None:
-                print(f"DeepSpeed's CPU shared-memory op ready at {op}")
         return 0
     if command == "build":
         from .notebooks import build_main

@@ -116,3 +116,16 @@ def test_each_environment_compiles_deepspeed_ops_in_its_own_folder(monkeypatch, 
     assert seen["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)  # with this environment's ninja
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))
     assert L.extensions_dir() == tmp_path / "mine"  # the user's choice wins
+
+
+def test_prepare_compiles_deepspeed_ops_and_survives_a_failed_build(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(L, "build_deepspeed_ops", lambda: tmp_path / "deepspeed_shm_comm")
+    assert L.prepare_main() == 0
+    assert "shared-memory op ready" in capsys.readouterr().out
+
+    def broken():
+        raise RuntimeError("no c++ compiler")
+
+    monkeypatch.setattr(L, "build_deepspeed_ops", broken)
+    assert L.prepare_main() == 0  # lab 06 retries the build and shows its error
+    assert "no c++ compiler" in capsys.readouterr().err

@@ -136,6 +136,7 @@ def test_drift_signals():
     lambda: drift.psi([1, 2], [1, 2, 3]),
     lambda: drift.psi([0, 0], [1, 2]),
     lambda: drift.embedding_shift(np.ones((3, 4)), np.ones((3, 5))),
+    lambda: drift.shift_threshold(np.ones((3, 4)), sample=0),
     lambda: drift.drift_report([], [{"text": "a", "label": "a"}], np.ones((1, 2)), np.ones((1, 2)), labels=["a"]),
 ])
 def test_drift_rejects_bad_input(call):

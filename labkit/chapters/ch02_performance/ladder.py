@@ -255,7 +255,7 @@ def run_rung(base_model, batches, lever: str, *, num_steps: int = 3, base: StepS
         result.note = f"torch.compile backend {compile_backend!r}"
     device = next(base_model.parameters()).device
     if settings.precision == "bf16" and device.type == "cpu" and not emulated_bf16 and not cpu_has_bf16():
-        result.error = ("skipped: this CPU has no bf16 arithmetic (AVX512-BF16 or AMX), so torch emulates every bf16 "
+        result.error = ("this CPU has no bf16 arithmetic (AVX512-BF16 or AMX), so torch emulates every bf16 "
                         "matmul far slower than fp32 (see the matmul peaks below); it runs on a GPU, on a bf16 CPU, "
                         "or here with emulated_bf16=True")
         return result
