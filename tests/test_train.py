@@ -402,13 +402,15 @@ def test_embed_texts_mean_pools_the_real_tokens_and_refuses_nothing(one_thread):
 
     model, tokenizer = lk.load_model("tiny-llama")
     model.train()
-    texts = ["Feed Pip the dragon.", "Hi", "Book a flight to the Duskwood Clearing tomorrow at noon."]
+    texts = ["Feed Pip the dragon.", "Book a flight to the Duskwood Clearing tomorrow at noon.", "Hi",
+             "Heal the griffin."]  # batched by length (Hi with Heal...), each row back in its text's place
     vectors = embed_texts(model, tokenizer, texts, batch_size=2)
-    assert vectors.shape == (3, model.config.hidden_size) and model.training  # its mode comes back
-    enc = tokenizer(texts[2], return_tensors="pt")
-    with torch.no_grad():  # alone, unpadded: the plain mean of the last hidden state over its tokens
-        alone = model(**enc, output_hidden_states=True).hidden_states[-1][0].float().mean(0).numpy()
-    np.testing.assert_allclose(vectors[2], alone, rtol=1e-4, atol=1e-5)
+    assert vectors.shape == (4, model.config.hidden_size) and model.training  # its mode comes back
+    for text, vector in zip(texts, vectors):
+        enc = tokenizer(text, return_tensors="pt")
+        with torch.no_grad():  # alone, unpadded: the plain mean of the last hidden state over its tokens
+            alone = model(**enc, output_hidden_states=True).hidden_states[-1][0].float().mean(0).numpy()
+        np.testing.assert_allclose(vector, alone, rtol=1e-4, atol=1e-5)
     unit = embed_texts(model, tokenizer, texts, normalize=True)
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-5)
     with pytest.raises(lk.LabkitError, match="No texts to embed"):

@@ -149,18 +149,23 @@ def embed_texts(model, tokenizer, texts, *, batch_size: int = 32, seq_len: int =
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = []
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=seq_len)["input_ids"]]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)  # batches of similar lengths: little padding
+    vectors = None
     try:
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+            rows = order[i:i + batch_size]
+            enc = tokenizer([texts[r] for r in rows], return_tensors="pt", padding=True, truncation=True,
                             max_length=seq_len).to(device)
             with torch.no_grad():  # logits_to_keep=1: the hidden states are whole, the vocabulary head runs once
                 hidden = model(**enc, output_hidden_states=True, logits_to_keep=1).hidden_states[-1].float()
             mask = enc["attention_mask"].unsqueeze(-1).float()
-            out.append(((hidden * mask).sum(1) / mask.sum(1)).cpu())
+            pooled = ((hidden * mask).sum(1) / mask.sum(1)).cpu().numpy()
+            if vectors is None:
+                vectors = np.empty((len(texts), pooled.shape[1]), dtype=pooled.dtype)
+            vectors[rows] = pooled
     finally:
         model.train(was_training)
-    vectors = torch.cat(out).numpy()
     if normalize:
         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return vectors
