@@ -184,21 +184,40 @@ class _quiet_loading:
             logging.enable_progress_bar()
 
 
-def _saved_once(model, folder: Path) -> Path:
-    """Save ``model`` to ``folder`` unless it is there; a half-written folder is never seen by another process (the
-    save goes to a temporary folder beside it, then one rename publishes it)."""
-    if (folder / "model.safetensors").exists():
+def _tiny_folder(name: str) -> Path:
+    """A tiny preset's model and tokenizer, saved once under the cache, for loaders that read a folder. A half-written
+    folder is never seen by another process: the save goes to a temporary folder beside it, then one rename
+    publishes it."""
+    folder = cache_dir() / "models" / name
+    ready = lambda: (folder / "model.safetensors").exists() and (folder / "tokenizer_config.json").exists()
+    if ready():
         return folder
+    model, tokenizer = _build_tiny(MODEL_PRESETS[name])
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as tmp:
         model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
         try:
             os.rename(tmp, folder)
-        except OSError:  # the folder is there: another process published it meanwhile, or an old save broke off
-            if not (folder / "model.safetensors").exists():
+        except OSError:  # the folder is there: another process published it meanwhile, or an older save lacks a part
+            if not ready():
                 shutil.rmtree(folder)
                 os.rename(tmp, folder)
     return folder
+
+
+def model_folder(name: str) -> Path | str:
+    """Where a tool that loads models itself (lm-eval's ``HFLM(pretrained=...)``, vLLM, ``transformers serve``) finds
+    ``name``: SmolLM2's converted folder, a tiny preset saved once with its tokenizer (the weights ``load_model``
+    builds), or a hub id as it is.
+
+    >>> model_folder("tiny-llama")  # doctest: +SKIP
+    PosixPath('/root/.cache/labkit/models/tiny-llama')
+    """
+    preset = MODEL_PRESETS.get(name)
+    if preset is None:
+        return _hub_source(name)
+    return _tiny_folder(name) if preset.kind == "tiny" else prepare_offline_model()
 
 
 def load_model(name: str, *, quantization: str | None = None, device: str = "auto", dtype="auto"):
@@ -213,8 +232,7 @@ def load_model(name: str, *, quantization: str | None = None, device: str = "aut
     quant_cfg = _quantization_config(quantization, torch_dtype)
     if preset is not None and preset.kind == "tiny":
         if quant_cfg is not None:  # bitsandbytes quantizes while loading, so round-trip through a folder
-            model, tokenizer = _build_tiny(preset)
-            source = _saved_once(model, cache_dir() / "models" / name)
+            source, tokenizer = _tiny_folder(name), None
         else:
             model, tokenizer = _build_tiny(preset)
             return model.to(device=device, dtype=torch_dtype).eval(), tokenizer

@@ -5,7 +5,7 @@ import torch
 
 from labkit import LabkitError
 from labkit.core import resolve_device, resolve_dtype
-from labkit.models import MODEL_PRESETS, _saved_once, bitsandbytes_works, chat, load_model
+from labkit.models import MODEL_PRESETS, bitsandbytes_works, chat, load_model, model_folder
 
 
 def test_smollm2_answers_offline_and_reloads_from_the_cache(monkeypatch):
@@ -95,17 +95,48 @@ class _Saver:
         self.text = text
 
     def save_pretrained(self, folder):
-        (Path(folder) / "model.safetensors").write_text(self.text)
+        name = "model.safetensors" if self.text != "tokenizer" else "tokenizer_config.json"
+        (Path(folder) / name).write_text(self.text)
 
 
-def test_a_saved_model_is_published_whole_once(tmp_path):
-    folder = tmp_path / "models" / "tiny"
-    assert _saved_once(_Saver("first"), folder) == folder
-    _saved_once(_Saver("second"), folder)  # already there: kept, not rewritten under a reader
+@pytest.fixture
+def tiny_cache(tmp_path, monkeypatch):
+    """The kit's cache in tmp_path, SmolLM2's converted folder (the tiny presets' tokenizer) where it was."""
+    from labkit import models
+
+    smollm2 = models._smollm2_dir()
+    monkeypatch.setattr(models, "_smollm2_dir", lambda: smollm2)
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
+    return tmp_path / "models"
+
+
+def test_a_tiny_preset_is_published_whole_once(tiny_cache, monkeypatch):
+    from labkit import models
+
+    monkeypatch.setattr(models, "_build_tiny", lambda preset: (_Saver("first"), _Saver("tokenizer")))
+    folder = model_folder("tiny-llama")
+    assert folder == tiny_cache / "tiny-llama"
+    monkeypatch.setattr(models, "_build_tiny", lambda preset: (_Saver("second"), _Saver("tokenizer")))
+    model_folder("tiny-llama")  # already there: kept, not rewritten under a reader
     assert (folder / "model.safetensors").read_text() == "first"
-    broken = tmp_path / "models" / "broken"
+    broken = tiny_cache / "tiny-mistral"
     broken.mkdir()
-    (broken / "config.json").write_text("{}")  # a save that broke off before the weights
-    _saved_once(_Saver("whole"), broken)
-    assert sorted(p.name for p in broken.iterdir()) == ["model.safetensors"]
-    assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+    (broken / "model.safetensors").write_text("old")  # a save without its tokenizer (an older kit) is redone
+    model_folder("tiny-mistral")
+    assert sorted(p.name for p in broken.iterdir()) == ["model.safetensors", "tokenizer_config.json"]
+    assert (broken / "model.safetensors").read_text() == "second"
+    assert [p.name for p in tiny_cache.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_model_folder_holds_what_load_model_builds(tiny_cache):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = model_folder("tiny-llama")
+    loaded = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True)
+    built, tokenizer = load_model("tiny-llama")
+    for (name, a), b in zip(built.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert AutoTokenizer.from_pretrained(folder)("Feed Pip").input_ids == tokenizer("Feed Pip").input_ids
+    assert model_folder("smollm2-135m").name == "smollm2-135m"
+    with pytest.raises(LabkitError, match="Unknown model"):
+        model_folder("smollm3")
