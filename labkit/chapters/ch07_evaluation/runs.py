@@ -69,21 +69,23 @@ def seed_runs(model_name: str, train_rows, test_rows, *, seeds, num_steps: int, 
         raise LabkitError(f"Give one or more different seeds (each trains one run), got {seeds!r}.")
     check_tracker_writable()
     rows, runs = [], []
-    for seed in tqdm(seeds, desc="seeds", disable=not progress):
-        if reuse and seed in reuse:
-            result, run = reuse[seed]
+    gc.freeze()  # what exists now outlives the runs: the collection after each run walks only that run's objects
+    try:
+        for seed in tqdm(seeds, desc="seeds", disable=not progress):
+            if reuse and seed in reuse:
+                result, run = reuse[seed]
+            else:
+                model, tokenizer = lora_model(model_name, seed)
+                result = train_intents(model, tokenizer, train_rows, num_steps=num_steps, seed=seed,
+                                       batch_size=batch_size, label=f"{prefix}{seed}", report_to="tensorboard")
+                run = lm_run(f"seed {seed}", model, tokenizer, test_rows)
+                del model
+                gc.collect()
             rows.append({"seed": seed, "accuracy": run.accuracy, "final_loss": result.final_loss,
                          "time_s": result.time_s})
             runs.append(run)
-            continue
-        model, tokenizer = lora_model(model_name, seed)
-        result = train_intents(model, tokenizer, train_rows, num_steps=num_steps, seed=seed, batch_size=batch_size,
-                               label=f"{prefix}{seed}", report_to="tensorboard")
-        run = lm_run(f"seed {seed}", model, tokenizer, test_rows)
-        rows.append({"seed": seed, "accuracy": run.accuracy, "final_loss": result.final_loss, "time_s": result.time_s})
-        runs.append(run)
-        del model
-        gc.collect()
+    finally:
+        gc.unfreeze()
     return pd.DataFrame(rows), runs
 
 
