@@ -12,7 +12,8 @@ only, so its peak is what a step needs, whatever the C allocator keeps cached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from ...core import LabkitError
 from ...units import GIB, MIB
@@ -30,13 +31,36 @@ COMPONENT_OF = {"parameters": "weights", "gradients": "gradients", "optimizer st
 
 @dataclass
 class StepProfile:
-    """One profiled step."""
+    """One profiled step. Its timings (phases_ms, top_ops) are read from the profiler's events when first asked for:
+    listing the events costs about half a second, which the live peak alone does not need."""
 
     timeline: object  # DataFrame: time_ms and bytes per category (columns named as CATEGORY_NAMES' values)
-    phases_ms: dict  # wall milliseconds of forward, backward, optimizer (record_function ranges)
-    top_ops: object  # DataFrame: the operators by self CPU time (ms), their calls and share of the step
     live_peak_bytes: int  # the largest sum of live tensor bytes over the step
     at_peak: dict  # bytes per category at that moment
+    prof: object = field(repr=False)  # the torch.profiler.profile that recorded the step
+    top: int = 10  # how many operators top_ops lists
+
+    @cached_property
+    def phases_ms(self) -> dict:
+        """Wall milliseconds of forward, backward, optimizer (the record_function ranges train_step puts)."""
+        phases = {name: 0.0 for name in PHASES}
+        for event in self.prof.events():
+            if event.name in phases:
+                phases[event.name] += event.time_range.elapsed_us() / 1000
+        return phases
+
+    @cached_property
+    def top_ops(self):
+        """DataFrame: the operators by self CPU time (ms), their calls and share of the step."""
+        import pandas as pd
+
+        ops = [e for e in self.prof.key_averages() if e.key.startswith("aten::")]
+        step_ms = sum(self.phases_ms.values()) or 1.0
+        top_ops = pd.DataFrame([{"operator": e.key, "self_ms": e.self_cpu_time_total / 1000, "calls": e.count,
+                                 "total_ms": e.cpu_time_total / 1000} for e in ops])
+        top_ops = top_ops.sort_values("self_ms", ascending=False).head(self.top).reset_index(drop=True)
+        top_ops["share_of_step"] = top_ops["self_ms"] / step_ms
+        return top_ops
 
     def by_component(self) -> dict:
         """Bytes at the live peak grouped as predict_memory's components (weights, gradients, ...)."""
@@ -70,18 +94,7 @@ def profile_step(step, *, top: int = 10) -> StepProfile:
     total = frame.drop(columns="time_ms").sum(axis=1)
     at = int(total.idxmax())
     at_peak = {k: int(v) for k, v in frame.drop(columns="time_ms").iloc[at].items()}
-
-    phases = {name: 0.0 for name in PHASES}
-    for event in prof.events():
-        if event.name in phases:
-            phases[event.name] += event.time_range.elapsed_us() / 1000
-    ops = [e for e in prof.key_averages() if e.key.startswith("aten::")]
-    step_ms = sum(phases.values()) or 1.0
-    top_ops = pd.DataFrame([{"operator": e.key, "self_ms": e.self_cpu_time_total / 1000, "calls": e.count,
-                             "total_ms": e.cpu_time_total / 1000} for e in ops])
-    top_ops = top_ops.sort_values("self_ms", ascending=False).head(top).reset_index(drop=True)
-    top_ops["share_of_step"] = top_ops["self_ms"] / step_ms
-    return StepProfile(frame, phases, top_ops, int(total.max()), at_peak)
+    return StepProfile(frame, int(total.max()), at_peak, prof, top)
 
 
 def compare_with_prediction(profile: StepProfile, estimate) -> object:
