@@ -19,7 +19,7 @@ STAMP := $(VENV)/.labkit-installed
 
 # Labs for `make test-quick` and `make lab-times`, by the start of their file name: LAB=01a, LAB="00 12".
 LAB    ?=
-LAB_NOTEBOOKS = $(wildcard $(foreach l,$(LAB),labs/$(l)*.ipynb labs/solutions/$(l)*.ipynb))
+LAB_NOTEBOOKS = $(wildcard $(foreach l,$(LAB),labs/$(l)*.ipynb))
 
 .PHONY: setup lab serve tracker test test-unit test-labs test-quick test-browser lab-times build-labs doctor clean
 
@@ -55,7 +55,7 @@ TRACKER_PORT ?= 6006
 tracker: setup  ## TensorBoard over every run lk.train logged with report_to="tensorboard", on 127.0.0.1:$(TRACKER_PORT)
 	$(BIN)/python -m labkit.tracker --port $(TRACKER_PORT)
 
-test: setup  ## unit tests + every notebook (solution and learner versions), offline, fast mode
+test: setup  ## unit tests + every lab (learner notebook and solution in one kernel, see conftest.py), offline, fast mode
 	$(PYTEST) tests labs --nbval-lax --nbval-cell-timeout=900
 
 test-unit: setup
@@ -64,7 +64,7 @@ test-unit: setup
 test-labs: setup
 	$(PYTEST) labs --nbval-lax --nbval-cell-timeout=900
 
-test-quick: setup  ## unit tests + one lab (solution and learner) while working on it: make test-quick LAB=01a
+test-quick: setup  ## unit tests + one lab (learner and solution, paired) while working on it: make test-quick LAB=01a
 	@if [ -z "$(strip $(LAB_NOTEBOOKS))" ]; then \
 		echo "Name a lab: make test-quick LAB=01a (labs: $(notdir $(basename $(wildcard labs/solutions/*.ipynb))))"; \
 		exit 2; fi

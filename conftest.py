@@ -46,6 +46,52 @@ def pytest_xdist_make_scheduler(config, log):
     return ByChapter(config, log)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collect_file(file_path, parent):
+    """A learner notebook (labs/NN_*.ipynb) runs paired with its solution source (labkit.notebooks.paired_run): one
+    kernel runs every cell of both versions, the lab's heavy cells once. So when both are collected (``pytest labs``),
+    the solution source is not run again on its own; named on the command line, it runs on its own as before."""
+    collected = yield
+    if IPyNbFile is None or not any(isinstance(item, IPyNbFile) for item in collected):
+        return collected
+    path = Path(file_path).resolve()
+    named = [Path(parent.config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in parent.config.args]
+    if path.parent.name == "solutions":
+        learner = path.parent.parent / path.name
+        if learner.exists() and path not in named and any(p == learner or p in learner.parents for p in named):
+            return [item for item in collected if not isinstance(item, IPyNbFile)]
+    elif (path.parent / "solutions" / path.name).exists():
+        return [PairedNotebook.from_parent(parent, path=file_path) if isinstance(item, IPyNbFile) else item
+                for item in collected]
+    return collected
+
+
+try:
+    from nbval.plugin import IPyNbCell, IPyNbFile
+except ImportError:  # nbval is a test dependency; without it notebooks are not collected at all
+    IPyNbFile = None
+else:
+    class PairedNotebook(IPyNbFile):
+        """nbval's notebook collector, over the cells paired_run lists for a learner notebook and its solution."""
+
+        def collect(self):
+            from collections import defaultdict
+
+            import nbformat
+            from nbval.plugin import find_comment_markers, find_metadata_tags
+
+            from labkit.notebooks import paired_run
+
+            self.nb = nbformat.read(str(self.path), as_version=4)
+            solution = nbformat.read(str(self.path.parent / "solutions" / self.path.name), as_version=4)
+            for num, (role, cell) in enumerate(paired_run(solution, self.nb)):
+                options = defaultdict(bool, find_metadata_tags(cell.metadata))
+                options.update(dict(find_comment_markers(cell.source)))
+                options.setdefault("check", self.compare_outputs)
+                yield IPyNbCell.from_parent(self, name=f"Cell {num}" + (f" {role}" if role else ""), cell_num=num,
+                                            cell=cell, options=options)
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

@@ -183,6 +183,82 @@ def learner_version(nb, name: str):
     return nb
 
 
+def _python(source: str):
+    """The cell's source as a Python syntax tree (IPython's own transform turns %magics into calls), or None."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return ast.parse(TransformerManager().transform_cell(source))
+    except SyntaxError:
+        return None
+
+
+def _asks_for(source: str) -> set[str]:
+    """The names a learner's exercise cell defines at top level (its placeholders ``x = ...``, its functions)."""
+    tree = _python(source)
+    names = set()
+    for node in tree.body if tree else []:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        for target in node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, (ast.AnnAssign, ast.AugAssign)) else []:
+            names |= {leaf.id for leaf in ast.walk(target) if isinstance(leaf, ast.Name)}
+    return names
+
+
+def _reads(source: str) -> set[str]:
+    tree = _python(source)
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} if tree else set()
+
+
+def paired_run(solution, learner) -> list[tuple[str, object]]:
+    """The code cells that check a lab's learner notebook and its solution source in one kernel, in order.
+
+    Each cell comes with its role. "" is a cell both versions share. An exercise cell runs as the learner has it
+    ("learner": its placeholders), then as solved ("solution"), so the kernel goes on with the answer, as the
+    solution notebook does. A shared cell that reads a name an exercise asks for (``q1.check(f)``, a plot of the
+    learner's answer) runs on both: "unanswered" with the placeholder, then "answered" after the solution (an
+    exercise answered further up goes back to its placeholder first). A cell only the solution has (the final
+    check that every exercise passed) is "solution". So every cell of both notebooks runs, the cells right after
+    an exercise on both branches a learner meets, and the heavy cells once instead of once per notebook.
+
+    >>> [role for role, cell in paired_run(solution_nb, learner_nb)]  # doctest: +SKIP
+    ['', '', '', 'learner', 'unanswered', 'solution', 'answered', '', ..., 'solution']
+    """
+    learner_cells = {cell.get("id"): cell for cell in learner.cells}
+    asked = {}  # name -> (learner cell, solution cell) of the exercise that asks for it
+    run, pending = [], {}  # pending: exercises whose learner version ran last, by cell id
+
+    def settle(keep=()):
+        run.extend(("solution", s) for key, (_, s) in pending.items() if key not in keep)
+        for key in [key for key in pending if key not in keep]:
+            del pending[key]
+
+    for cell in solution.cells:
+        if cell.cell_type != "code":
+            continue
+        twin = learner_cells.get(cell.get("id"))
+        if twin is None or twin.source != cell.source:
+            settle()
+            if twin is None:
+                run.append(("solution", cell))
+            else:
+                run.append(("learner", twin))
+                pending[cell.get("id")] = (twin, cell)
+                asked.update(dict.fromkeys(_asks_for(twin.source), (twin, cell)))
+            continue
+        read = {pair[1].get("id"): pair for pair in (asked[n] for n in sorted(_reads(cell.source) & asked.keys()))}
+        settle(keep=read)
+        if not read:
+            run.append(("", cell))
+            continue
+        run += [("learner", l) for key, (l, _) in read.items() if key not in pending] + [("unanswered", cell)]
+        run += [("solution", s) for _, s in read.values()] + [("answered", cell)]
+        pending.clear()
+    settle()
+    return run
+
+
 def _text(nb) -> str:
     import nbformat
 

@@ -2,6 +2,9 @@
 
 import contextlib
 import io
+import re
+import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -24,6 +27,7 @@ from labkit.notebooks import (
     install_source,
     learner_version,
     normalize,
+    paired_run,
     strip_solutions,
 )
 
@@ -198,3 +202,58 @@ def test_build_command_writes_checks_and_reports_stale(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "42_test.ipynb rebuilt" in out and "43_orphan.ipynb has no source" in out
     assert build_main(["--labs-dir", str(tmp_path / "nowhere")]) == 2
+
+
+# ---- make test runs each learner notebook paired with its solution source (conftest.py, paired_run) ---------------
+
+def pair(answer="42", follow_up="print(answer)"):
+    """A solution source (an exercise, a cell reading its answer, the final check) and its learner version."""
+    cells = [nbformat.v4.new_code_cell(text) for text in (
+        "x = 1", f"### BEGIN SOLUTION\nanswer = {answer}\n### END SOLUTION", follow_up, "y = x + 1",
+        "assert answer == 42, 'the solution is wrong'")]
+    for index, cell in enumerate(cells):
+        cell.id = f"c{index}"
+    cells[-1].metadata["tags"] = [SOLUTION_TAG]
+    solution = nbformat.v4.new_notebook(cells=cells)
+    return solution, learner_version(solution, "42_test.ipynb")
+
+
+def test_paired_run_gives_every_cell_of_both_versions_and_both_branches_of_a_follow_up():
+    solution, learner = pair()
+    run = paired_run(solution, learner)
+    assert [(role, cell.source.splitlines()[-1]) for role, cell in run] == [
+        ("", "x = 1"), ("learner", "answer = ..."), ("unanswered", "print(answer)"),
+        ("solution", "### END SOLUTION"), ("answered", "print(answer)"), ("", "y = x + 1"),
+        ("solution", "assert answer == 42, 'the solution is wrong'")]
+    # a cell that does not read the answer settles the exercise first: the kernel goes on with the solution
+    solution, learner = pair(follow_up="z = 3")
+    assert [role for role, _ in paired_run(solution, learner)] == ["", "learner", "solution", "", "", "solution"]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_paired_run_of_each_lab_runs_every_code_cell_of_both_versions_in_order(source):
+    solution, learner = (nbformat.read(path, as_version=4) for path in (source, LABS / source.name))
+    run = paired_run(solution, learner)
+    for nb, roles in ((learner, ("", "learner", "unanswered")), (solution, ("", "solution", "answered"))):
+        wanted = [(cell.get("id"), cell.source) for cell in nb.cells if cell.cell_type == "code"]
+        seen = [(cell.get("id"), cell.source) for role, cell in run if role in roles]
+        assert list(dict.fromkeys(seen)) == wanted  # each version's cells, first runs in its own order
+
+
+def test_make_test_runs_a_learner_notebook_paired_and_fails_on_either_version(tmp_path):
+    """The pairing in conftest.py, through nbval, on three tiny labs: sound, a wrong solution, and a cell after the
+    exercise that breaks on the learner's placeholder. The solution sources are not run again on their own."""
+    (tmp_path / "labs" / "solutions").mkdir(parents=True)
+    for name, made in (("41_sound", pair()), ("42_wrong", pair(answer="41")),
+                       ("43_breaks", pair(follow_up="print(answer + 1)"))):
+        for folder, nb in zip(("labs/solutions", "labs"), made):
+            nbformat.write(nb, tmp_path / folder / f"{name}.ipynb")
+    shutil.copy(Path(__file__).resolve().parents[1] / "conftest.py", tmp_path)
+    done = subprocess.run([sys.executable, "-m", "pytest", "labs", "--nbval-lax", "--nbval-current-env", "-p",
+                           "no:cacheprovider", "-p", "no:xdist", "-rA", "-q"], check=False, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    found = re.findall(r"^(PASSED|FAILED) labs/(\S+::Cell \d+(?: \w+)?)", done.stdout, re.MULTILINE)
+    outcome = {item: result for result, item in found}
+    assert len(outcome) == 3 * 7, done.stdout[-3000:]
+    assert {k for k, v in outcome.items() if v == "FAILED"} == {
+        "42_wrong.ipynb::Cell 6 solution", "43_breaks.ipynb::Cell 2 unanswered"}, done.stdout[-3000:]
