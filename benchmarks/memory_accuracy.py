@@ -118,12 +118,13 @@ def run_one(row: dict, steps: int, device: str) -> dict:
     import labkit as lk
     from labkit import meters
     from labkit.fourbit import training_layout
+    from labkit.models import set_checkpointing
     from labkit.units import MIB
 
     model = lk.apply_method(_load(row, device), row["method"], **_method_kwargs(row))
     if row["ckpt"]:
         model.config.use_cache = False
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_checkpointing(model, True)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     if row["optimizer"] == "adamw":

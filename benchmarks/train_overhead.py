@@ -6,9 +6,9 @@ All three train the same LoRA adapter (reset to the same start) in one process, 
 AdamW), gradient clipping at 1.0 and a constant learning rate. Each is timed from its first step to its last; the
 three run in a rotating order in every round and the best of ``--rounds`` is kept (the machine may be shared: one
 run alone is noise). Prints ``throughput_ratio: X`` (kit / plain; the goal is X >= 0.95), the ratio against
-Trainer (goal >= 1.0), the median over the rounds of the kit's ratio to each within its round, Trainer with its default fused AdamW for reference, what ``live_memory=True`` costs (one
-profiled step) with the resident and live peaks, and finally what ``exact_memory=True`` costs (it changes the C
-allocator for the rest of the process).
+Trainer (goal >= 1.0), the median over the rounds of the kit's ratio to each within its round, Trainer with its
+default fused AdamW for reference, what ``live_memory=True`` costs (one profiled step) with the resident and live
+peaks, and finally what ``exact_memory=True`` costs (it changes the C allocator for the rest of the process).
 
     python benchmarks/train_overhead.py                 # smollm2-135m, batch 4 x 128, 6 steps, 3 rounds
     python benchmarks/train_overhead.py --model tiny-llama --steps 20

@@ -271,6 +271,23 @@ def _release_file_mapping(model) -> None:
             tensor.data = tensor.data.clone()
 
 
+def set_checkpointing(model, enabled: bool) -> None:
+    """Turn activation (gradient) checkpointing on, non-reentrant, or off. Uses transformers' current name for it
+    (``activation_checkpointing_enable``, 5.23+), where the old one warns that it goes away in v6."""
+    if enabled and not hasattr(model, "activation_checkpointing_enable") and not hasattr(
+            model, "gradient_checkpointing_enable"):
+        raise LabkitError("This model does not support gradient checkpointing: train with grad_checkpointing=False.")
+    if hasattr(model, "activation_checkpointing_enable"):
+        if enabled:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif enabled:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "gradient_checkpointing_disable"):
+        model.gradient_checkpointing_disable()
+
+
 def chat(model, tokenizer, prompt: str, *, max_new_tokens: int = 40) -> str:
     """Answer one user message with the model's chat template, greedily."""
     import torch

@@ -10,6 +10,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralFo
 
 import labkit as lk
 from labkit.meters import measure_live_peak, predict_memory, tensor_bytes
+from labkit.models import set_checkpointing
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread (conftest)
 
@@ -55,7 +56,7 @@ def test_a_steps_live_peak_matches_the_prediction(cls, cfg_cls, method, kw, ckpt
     torch.manual_seed(0)
     model = lk.apply_method(cls(config), method, **kw)
     if ckpt:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_checkpointing(model, True)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     ids = torch.randint(0, 1000, (3, 96))

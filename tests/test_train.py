@@ -103,6 +103,30 @@ def test_gradient_checkpointing_gives_the_same_losses(tiny):
     assert run(True) == pytest.approx(run(False), abs=1e-5)
 
 
+def test_checkpointing_uses_the_current_name_and_works_under_a_linear_probe(tiny):
+    """transformers 5.23 warns (FutureWarning, gone in v6) on gradient_checkpointing_enable; a linear probe's
+    wrapper had no way to turn checkpointing off, so its run broke after the last step."""
+    import warnings
+
+    from labkit.models import set_checkpointing
+
+    model = copy.deepcopy(tiny[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        set_checkpointing(model, True)
+        assert model.is_activation_checkpointing
+        set_checkpointing(model, False)
+        assert not model.is_activation_checkpointing
+        probe = apply_method(copy.deepcopy(tiny[0]), "linear_probe", labels=["a", "b"])
+        data = datasets.Dataset.from_dict({"text": ["red red red", "blue blue blue"] * 2, "label": ["a", "b"] * 2})
+        losses = [train(probe, tiny[1], data, num_steps=2, batch_size=2, seq_len=8, lr=5e-2, seed=0,
+                        grad_checkpointing=on, **QUIET).history["loss"].tolist() for on in (True, False)]
+    assert not probe.backbone.is_activation_checkpointing  # off again after the run
+    assert len(losses[0]) == 2
+    with pytest.raises(LabkitError, match="does not support gradient checkpointing"):
+        set_checkpointing(torch.nn.Linear(2, 2), True)
+
+
 def test_periodic_evaluation_fills_eval_columns(lora, tiny):
     result = train(lora, tiny[1], _ids(), num_steps=4, batch_size=2, seq_len=16, lr=1e-2, eval_data=_ids(4, seed=1),
                    eval_every=2, **QUIET)

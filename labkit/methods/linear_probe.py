@@ -55,8 +55,15 @@ def _classifier_class():
         def device(self):
             return self.head.weight.device
 
-        def gradient_checkpointing_enable(self, **kwargs):
-            self.backbone.gradient_checkpointing_enable(**kwargs)
+        def activation_checkpointing_enable(self, **_):
+            from ..models import set_checkpointing
+
+            set_checkpointing(self.backbone, True)
+
+        def activation_checkpointing_disable(self):
+            from ..models import set_checkpointing
+
+            set_checkpointing(self.backbone, False)
 
         def _decoder(self):
             base = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone

@@ -137,6 +137,7 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     from ..meters import measure_live_peak, measure_peak_memory, tensor_bytes
     from ..methods import TrainingHooks
     from ..methods.linear_probe import is_classifier
+    from ..models import set_checkpointing
     from ..plots.live import LiveLoss
     from .record import record_run, tracker_writer
 
@@ -177,10 +178,7 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     pad_id = getattr(tokenizer, "pad_token_id", None) or 0
     batches = iter(Batcher(examples, batch_size, pad_id, seed=cfg.seed))
     if cfg.grad_checkpointing:
-        if not hasattr(model, "gradient_checkpointing_enable"):
-            raise LabkitError("This model does not support gradient checkpointing: train with "
-                              "grad_checkpointing=False.")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_checkpointing(model, True)
 
     bar = make_progress(num_steps, cfg.progress, cfg.label)
     live = LiveLoss(cfg.label) if cfg.live_plot and in_notebook() else None
@@ -264,7 +262,7 @@ def train(model, tokenizer, data, config: TrainConfig | None = None, *, eval_dat
     if bar is not None:
         bar.close()
     if cfg.grad_checkpointing:
-        model.gradient_checkpointing_disable()
+        set_checkpointing(model, False)
     model.eval()
     history = _history(rows, losses, evals)
     if not math.isfinite(history["loss"].iloc[-1]):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ...core import LabkitError
 from ...meters import measure_peak_memory, predict_memory
+from ...models import set_checkpointing
 from ...units import GIB
 
 ATTENTIONS = ("eager", "sdpa")
@@ -147,10 +148,7 @@ def prepare(base_model, settings: StepSettings, *, compile_backend: str = "induc
         for p in model.parameters():
             p.requires_grad_(True)
     if settings.grad_checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.23's name for it
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_checkpointing(model, True)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     runner = torch.compile(model, backend=compile_backend) if settings.compile else model
