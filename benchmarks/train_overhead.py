@@ -5,7 +5,11 @@ All three train the same LoRA adapter (reset to the same start) in one process, 
 (torch's AdamW, single-tensor on the CPU; Trainer is told ``optim="adamw_torch"``, as its own default is the fused
 AdamW), gradient clipping at 1.0 and a constant learning rate. Each is timed from its first step to its last; the
 three run in a rotating order in every round and the best of ``--rounds`` is kept (the machine may be shared: one
-run alone is noise). Prints ``throughput_ratio: X`` (kit / plain; the goal is X >= 0.95), the ratio against
+run alone is noise). Each run starts from the same C heap: lk.train trims glibc's cache of freed blocks
+(malloc_trim) before its first step so that its resident peak starts from live memory, and its first step then
+pays the page faults of getting that memory back (about 0.3 s of a 13 s run of SmolLM2 here). So the benchmark
+trims before the plain loop and Trainer too, as a fresh process would start them; ``--warm-heap`` skips that and
+lets them reuse the cache the previous run left. Prints ``throughput_ratio: X`` (kit / plain; the goal is X >= 0.95), the ratio against
 Trainer (goal >= 1.0), the median over the rounds of the kit's ratio to each within its round, Trainer with its
 default fused AdamW for reference, what ``live_memory=True`` costs (one profiled step) with the resident and live
 peaks, and finally what ``exact_memory=True`` costs (it changes the C allocator for the rest of the process).
@@ -34,6 +38,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-trainer", action="store_true", help="skip the transformers.Trainer comparison")
+    parser.add_argument("--warm-heap", action="store_true",
+                        help="let the plain loop and Trainer reuse the C heap's cache (lk.train trims it either way)")
     args = parser.parse_args()
 
     import datasets
@@ -58,10 +64,14 @@ def main() -> None:
     pad_id = tokenizer.pad_token_id
     tokens_per_step = bs * args.seq_len
 
+    from labkit.meters import measure
+
     def reset():
         with torch.no_grad():
             for p, p0 in zip(params, start_state):
                 p.copy_(p0)
+        if not args.warm_heap:
+            measure._trim_glibc_heap()  # the start lk.train gives itself (measure_peak_memory), for all three
 
     kit_runs = []
 
@@ -114,8 +124,8 @@ def main() -> None:
         return steps * tokens_per_step / (clock.end - clock.start)
 
     print(f"{args.model}, LoRA r=8 q/k/v/o, batch {bs} x {args.seq_len}, {steps} steps, "
-          f"{args.rounds} rounds, {torch.get_num_threads()} threads")
-    from labkit.meters import measure
+          f"{args.rounds} rounds, {torch.get_num_threads()} threads, "
+          f"{'warm C heap for plain and Trainer' if args.warm_heap else 'every run from a trimmed C heap'}")
 
     if getattr(measure, "_PINNED", False):
         print("note: the allocator was already pinned (exact memory mode) before the benchmark started")
