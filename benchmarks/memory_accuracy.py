@@ -13,12 +13,15 @@ the optimizer, gradient checkpointing and both tiny architectures (and 4-layer L
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/memory_accuracy.py --only tiny-mistral
     .venv/bin/python benchmarks/memory_accuracy.py --device cuda               # models built from configs, no download
 
-The last line is ``max_abs_error_pct: X`` (goal: X <= 5 on the CPU, X <= 3 on CUDA).
+The last line is ``max_abs_error_pct: X`` (goal: X <= 5 on the CPU, X <= 3 on CUDA). Measured: 2.4 over 70
+configurations on a 2-core AVX2 CPU; 1.8 over 42 on an H200 (torch 2.11, CUDA 13), 10 of them held out from the
+terms the CUDA path adds (SDPA's math path in fp32 with grouped-query attention, foreach AdamW's temporary).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -73,6 +76,21 @@ def _cuda_grid() -> list[dict]:
         rows.append({"model": model, "method": method, "rank": 16 if method == "lora" else None,
                      "targets": "qkvo" if method == "lora" else None, "batch": batch, "seq": seq,
                      "optimizer": "adamw", "ckpt": ckpt})
+    # held out: sizes, ranks, targets, batches, lengths and an optimizer outside the product above, and a model
+    # without grouped-query attention (SmolLM2-1.7B: SDPA's memory-efficient kernel instead of its math path)
+    for model, method, rank, targets, batch, seq, optimizer, ckpt in (
+            ("HuggingFaceTB/SmolLM2-135M", "lora", 64, "all", 2, 512, "adamw", False),
+            ("HuggingFaceTB/SmolLM2-135M", "full", None, None, 8, 128, "sgd", False),
+            ("meta-llama/Llama-3.2-1B", "lora", 8, "qv", 1, 2048, "adamw", False),
+            ("meta-llama/Llama-3.2-1B", "full", None, None, 2, 512, "sgd", True),
+            ("mistral-small", "lora", 8, "all", 8, 256, "adamw", False),
+            ("HuggingFaceTB/SmolLM2-1.7B", "full", None, None, 2, 512, "adamw", False),
+            ("HuggingFaceTB/SmolLM2-1.7B", "lora", 8, "qv", 4, 1024, "adamw", False),
+            ("HuggingFaceTB/SmolLM2-1.7B", "lora", 32, "all", 1, 2048, "adamw", True),
+            ("meta-llama/Llama-3.2-3B", "lora", 16, "qkvo", 2, 512, "adamw", True),
+            ("meta-llama/Llama-3.2-3B", "full", None, None, 1, 256, "adamw", False)):
+        rows.append({"model": f"cfg:{model}", "method": method, "rank": rank, "targets": targets, "batch": batch,
+                     "seq": seq, "optimizer": optimizer, "ckpt": ckpt})
     return rows
 
 
@@ -176,6 +194,7 @@ def main() -> None:
         for row in json.loads(args.one):
             steps = min(args.steps, 2) if row["model"] == "smollm2-135m" else args.steps  # 2: its steps take seconds
             print("RESULT " + json.dumps(run_one(row, steps, args.device)), flush=True)
+            gc.collect()  # the last point's model and optimizer go before the next is built
         return
 
     import pandas as pd
@@ -187,10 +206,10 @@ def main() -> None:
             sys.exit("--device cuda needs a CUDA GPU: torch.cuda.is_available() is False here.")
     grid = _cuda_grid() if args.device == "cuda" else _grid()
     grid = [row for row in grid if not args.only or row["model"] == args.only]
-    # one child per model (the imports load once per child; the smollm2 points get a child each, as they are large)
+    # one child per model (the imports load once per child; SmolLM2's points on the CPU get a child each, as the
+    # resident memory they leave behind is large; on CUDA each point's peak is counted above what is allocated before)
     groups = [[r for r in grid if r["model"] == m] for m in dict.fromkeys(r["model"] for r in grid)]
-    groups = [[r] for g in groups for r in g] if args.device == "cuda" else \
-        [g2 for g in groups for g2 in ([[r] for r in g] if g[0]["model"] == "smollm2-135m" else [g])]
+    groups = [g2 for g in groups for g2 in ([[r] for r in g] if g[0]["model"] == "smollm2-135m" else [g])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     rows, failed = [], []
     for group in groups:

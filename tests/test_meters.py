@@ -195,6 +195,28 @@ def test_7b_anchors(name):
     assert (q_no_dq.weights - q.weights) / quantized == pytest.approx((0.5 - 0.127) / 8, rel=0.01)
 
 
+def test_cuda_terms_math_attention_and_foreach_adamw():
+    """On CUDA (checked against max_memory_allocated on an H200: benchmarks/memory_accuracy.py --device cuda):
+    fp32 with grouped-query attention runs SDPA's math path, which saves heads x s probabilities per token and
+    keys and values at every head, and no log-sum-exp; foreach AdamW's step holds one gradient-sized temporary."""
+    gqa = KNOWN_CONFIGS["HuggingFaceTB/SmolLM2-135M"]  # 9 heads, 3 key/value heads of 64, 30 layers
+    kw = {"batch_size": 2, "seq_len": 100}
+    extra = 2 * 100 * 30 * (4 * 9 * 100 + 2 * 4 * (576 - 192) - 4 * 9)
+    cpu, cuda = (predict_memory(gqa, "lora", dtype="fp32", device=d, **kw) for d in ("cpu", "cuda"))
+    assert cuda.details["saved_activations"] - cpu.details["saved_activations"] == extra
+    for dtype in ("bf16", "fp16"):  # flash attention takes grouped keys in 16-bit: nothing added
+        assert (predict_memory(gqa, "lora", dtype=dtype, device="cuda", **kw).details["saved_activations"]
+                == predict_memory(gqa, "lora", dtype=dtype, device="cpu", **kw).details["saved_activations"])
+    mha = KNOWN_CONFIGS["HuggingFaceTB/SmolLM2-1.7B"]  # as many key/value heads as heads: a fused kernel
+    assert (predict_memory(mha, "lora", dtype="fp32", device="cuda", **kw).details["saved_activations"]
+            == predict_memory(mha, "lora", dtype="fp32", device="cpu", **kw).details["saved_activations"])
+    full = predict_memory(gqa, "full", dtype="fp32", device="cuda", grad_checkpointing=True, **kw)
+    assert full.details["optimizer_temp"] == full.details["all_gradients"] == 4 * analytic_total_params(gqa)
+    assert full.phase == "optimizer step"
+    assert predict_memory(gqa, "full", dtype="fp32", device="cuda", optimizer="sgd", **kw).details[
+        "optimizer_temp"] == 0
+
+
 def test_memory_grows_with_settings_and_sums_up():
     cfg = KNOWN_CONFIGS["HuggingFaceTB/SmolLM2-135M"]
     base = predict_memory(cfg, "lora")

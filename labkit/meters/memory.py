@@ -142,13 +142,16 @@ def predict_memory(config, method: str = "lora", *, rank: int | None = None, tar
     Assumes the usual recipes: peft keeps adapters in fp32; a quantized model is prepared with peft's
     prepare_model_for_kbit_training (non-quantized weights and the residual stream in fp32); the loop keeps only
     the loss, as ``loss = model(**batch).loss`` does (``keep_logits=True`` if it keeps the whole output through
-    backward); AdamW is torch's (single-tensor on the CPU, fused on CUDA).
+    backward); AdamW is torch's default (single-tensor on the CPU; on CUDA the multi-tensor "foreach" one, whose
+    step holds a temporary as large as the gradients). On CUDA in fp32 with grouped-query attention, PyTorch's SDPA
+    has no fused kernel (flash attention needs 16-bit, the memory-efficient one takes no grouped keys), so its math
+    path runs and saves each layer's attention probabilities: the a*s^2 term comes back.
 
     >>> from labkit.meters import KNOWN_CONFIGS
     >>> est = predict_memory(KNOWN_CONFIGS["mistralai/Mistral-7B-v0.3"], "qlora", rank=16, dtype="fp16",
     ...                      device="cuda", grad_checkpointing=True, batch_size=1, seq_len=512)
     >>> round(est.total_gib, 1)
-    6.0
+    5.8
     """
     d = dims(config)
     positive_int("batch_size", batch_size, "try 4")
@@ -208,7 +211,10 @@ def predict_memory(config, method: str = "lora", *, rank: int | None = None, tar
         lora_rank = (kw.get("rank") or spec.default("rank")) if family == "low_rank" else None
         states = _adafactor_states(d, family, kw.get("target_modules"), lora_rank, method)
     largest = max(n * b for n, b, _ in grad_of)
-    step_temp = ({"adamw": 2, "sgd": 0, "adafactor": 2}.get(optimizer, 5) * largest) if cpu else 0
+    if cpu:
+        step_temp = {"adamw": 2, "sgd": 0, "adafactor": 2}.get(optimizer, 5) * largest
+    else:  # foreach AdamW: sqrt of every second moment at once (torch.optim.adam._multi_tensor_adam)
+        step_temp = {"adamw": all_grads, "adafactor": 2 * largest}.get(optimizer, 0)
 
     # Activations per token: decoder layers, then the final norm and head.
     targets = adapted_layers(method, kw.get("target_modules"))
@@ -217,7 +223,11 @@ def predict_memory(config, method: str = "lora", *, rank: int | None = None, tar
     rank = kw.get("rank") or spec.default("rank") if "rank" in {f.name for f in fields(spec.config)} else 8
     layer = _layer_bytes(d, family, [t for t in targets if t in LINEARS], ia3_ff, rank, act,
                          kw.get("adapter_size", 64), per_adapter)
-    tokens = batch_size * (seq_len + (kw.get("num_virtual_tokens", 20) if family in SOFT_PROMPTS else 0))
+    seq = seq_len + (kw.get("num_virtual_tokens", 20) if family in SOFT_PROMPTS else 0)
+    tokens = batch_size * seq
+    if not cpu and dtype == "fp32" and d.kv_heads < d.heads:  # SDPA's math path (docstring), measured on an H200
+        # per token: the softmax output (heads x s), keys and values repeated to every head, no log-sum-exp
+        layer += F32 * d.heads * seq + 2 * act * (d.q_dim - d.kv_dim) - F32 * d.heads
     head_trains = family == "all_weights" or "lm_head" in targets
     if family == "head":  # the backbone runs without a graph: one layer's working set, a tiny head
         saved, logits_peak, logits_held = tokens * act * (2 * d.hidden + 3 * d.inter), 0, 0
