@@ -2,7 +2,7 @@
 
 >>> import labkit as lk
 >>> print(lk.meters.will_it_fit("mistralai/Mistral-7B-v0.3", "qlora", "T4", rank=16))  # doctest: +SKIP
-Mistral-7B-v0.3 QLoRA r=16 on a T4: fits, ~6.0 GiB of 15
+Mistral-7B-v0.3 QLoRA r=16 on a T4: fits, ~5.8 GiB of 15
 """
 
 from .arch import ALIASES, dims, display_name, known_configs, resolve_config

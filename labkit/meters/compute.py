@@ -203,7 +203,7 @@ def will_it_fit(model_id_or_config, method: str, gpu: str = "T4", *, rank: int =
     preparation does by default.
 
     >>> print(will_it_fit("mistralai/Mistral-7B-v0.3", "qlora", "T4", rank=16))
-    Mistral-7B-v0.3 QLoRA r=16 on a T4: fits, ~6.0 GiB of 15
+    Mistral-7B-v0.3 QLoRA r=16 on a T4: fits, ~5.8 GiB of 15
     """
     hw = get_hardware(gpu)
     device = "cpu" if hw.name == "cpu" else "cuda"
