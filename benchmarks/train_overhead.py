@@ -9,10 +9,11 @@ run alone is noise). Each run starts from the same C heap: lk.train trims glibc'
 (malloc_trim) before its first step so that its resident peak starts from live memory, and its first step then
 pays the page faults of getting that memory back (about 0.3 s of a 13 s run of SmolLM2 here). So the benchmark
 trims before the plain loop and Trainer too, as a fresh process would start them; ``--warm-heap`` skips that and
-lets them reuse the cache the previous run left. Prints ``throughput_ratio: X`` (kit / plain; the goal is X >= 0.95), the ratio against
-Trainer (goal >= 1.0), the median over the rounds of the kit's ratio to each within its round, Trainer with its
-default fused AdamW for reference, what ``live_memory=True`` costs (one profiled step) with the resident and live
-peaks, and finally what ``exact_memory=True`` costs (it changes the C allocator for the rest of the process).
+lets them reuse the cache the previous run left. Prints ``throughput_ratio: X`` (kit / plain; the goal is
+X >= 0.95), the ratio against Trainer (goal >= 1.0), the median over the rounds of the kit's ratio to each within
+its round, Trainer with its default fused AdamW for reference, what ``live_memory=True`` costs (one profiled step)
+with the resident and live peaks, and finally what ``exact_memory=True`` costs (it changes the C allocator for the
+rest of the process).
 
     python benchmarks/train_overhead.py                 # smollm2-135m, batch 4 x 128, 6 steps, 3 rounds
     python benchmarks/train_overhead.py --model tiny-llama --steps 20
