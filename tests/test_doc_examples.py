@@ -10,7 +10,7 @@ import labkit
 from labkit.metrics import load_metric
 
 
-def _modules_with_examples():
+def _labkit_modules():
     names = []
     for info in pkgutil.walk_packages(labkit.__path__, "labkit."):
         if ".chapters." in info.name or info.name.endswith("__main__"):
@@ -28,7 +28,7 @@ def _run(name):
     return runner.summarize(verbose=False)
 
 
-@pytest.mark.parametrize("name", _modules_with_examples())
+@pytest.mark.parametrize("name", _labkit_modules())
 def test_docstring_examples(name):
     result = _run(name)
     assert result.failed == 0, f"{result.failed} of {result.attempted} docstring examples in {name} failed"
